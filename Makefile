@@ -1,0 +1,37 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: venv demo test pipeline-compile clean
+
+venv: $(STAMP)
+
+# torch first, alone, so the CPU wheel (2.13.0) is taken before anything asks for "torch".
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade "pip>=24"
+	$(BIN)/python -m pip install -q -c requirements.lock torch
+	$(BIN)/python -m pip install -q -c requirements.lock -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/dagllm check
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
+	$(BIN)/dagllm where
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+pipeline-compile: $(STAMP)
+	$(BIN)/dagllm pipeline compile
+
+clean:
+	rm -rf data models reports mlflow.db mlartifacts .dvc/tmp

@@ -1,0 +1,89 @@
+"""Thin KFP v2 components, one per stage: typed artifacts in and out, bodies that call dagllm.
+
+Each body parses the pipeline's ``params_json`` into :class:`dagllm.params.Params` and calls the
+stage function with artifact paths. They run as lightweight Python components in the project
+image (``BASE_IMAGE``), which has dagllm installed; under ``kfp.local.SubprocessRunner`` they run
+in the current environment. Directory artifacts (``Dataset``/``Model`` whose path is a folder)
+carry the stage's files together with its report.
+"""
+
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+
+# The project image: the CPU image built from components/Dockerfile (see docs/architecture.md).
+BASE_IMAGE = "ghcr.io/dagllm/dagllm:0.1.0"
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def ingest_op(params_json: str, canonical: Output[Dataset], metrics: Output[Metrics]):
+    """Raw source files -> canonical Parquet table (+ quarantine and report)."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import ingest
+
+    ingest(params_json, Path(canonical.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def render_op(params_json: str, canonical: Input[Dataset], rendered: Output[Dataset], metrics: Output[Metrics]):
+    """Canonical rows -> instruction records through the Korean templates."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import render
+
+    render(params_json, Path(canonical.path), Path(rendered.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def validate_op(params_json: str, rendered: Input[Dataset], data_docs: Output[HTML], report: Output[Artifact],
+                metrics: Output[Metrics]):
+    """great-expectations suite over the rendered records; fails the run when the suite fails."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import validate
+
+    validate(params_json, Path(rendered.path), Path(data_docs.path), Path(report.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def balance_op(params_json: str, rendered: Input[Dataset], train: Output[Dataset], validation: Output[Dataset],
+               metrics: Output[Metrics]):
+    """Per-task cap and a stratified train/validation split."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import balance
+
+    balance(params_json, Path(rendered.path), Path(train.path), Path(validation.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def train_op(params_json: str, train: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
+    """Fine-tune the model; the MLflow run id travels inside the model folder."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import train as run
+
+    run(params_json, Path(train.path), Path(model.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def evaluate_op(params_json: str, canonical: Input[Dataset], model: Input[Model], report: Output[Artifact],
+                metrics: Output[Metrics]):
+    """lm-evaluation-harness on the benchmark splits."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import evaluate
+
+    evaluate(params_json, Path(canonical.path), Path(model.path), Path(report.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def register_op(params_json: str, model: Input[Model], eval_report: Input[Artifact], report: Output[Artifact],
+                metrics: Output[Metrics]) -> str:
+    """Register the model in MLflow and apply the champion rule; returns the version."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import register
+
+    return register(params_json, Path(model.path), Path(eval_report.path), Path(report.path), metrics)

@@ -1,0 +1,1 @@
+"""lm-evaluation-harness task YAMLs of the project (data read from local files, never a hub)."""

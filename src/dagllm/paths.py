@@ -1,0 +1,101 @@
+"""The fixed file layout every stage reads and writes (relative to the working directory).
+
+DVC stages, the CLI and the README all name these paths; KFP components pass artifact paths
+instead, which is why stage functions take paths as arguments rather than calling this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dagllm.params import PathsParams
+
+SHARED_MIRROR = Path("../shared/data")
+SAMPLES_DIR = Path(__file__).parent / "catalog" / "samples"
+
+
+def resolve_mirror(setting: str) -> Path:
+    """The directory holding source files in the mirror layout.
+
+    ``auto`` picks ``../shared/data`` when it exists (the real public files), otherwise the small
+    sample files bundled with dagllm, written by the project in the same formats.
+    """
+    if setting == "auto":
+        return SHARED_MIRROR if SHARED_MIRROR.is_dir() else SAMPLES_DIR
+    if setting == "samples":
+        return SAMPLES_DIR
+    return Path(setting)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every output path of the pipeline."""
+
+    data: Path
+    models: Path
+    reports: Path
+
+    @classmethod
+    def from_params(cls, p: PathsParams) -> Layout:
+        return cls(Path(p.data_dir), Path(p.models_dir), Path(p.reports_dir))
+
+    @property
+    def canonical(self) -> Path:
+        return self.data / "canonical" / "records.parquet"
+
+    @property
+    def rejected(self) -> Path:
+        return self.data / "rejected"
+
+    @property
+    def rendered(self) -> Path:
+        return self.data / "rendered" / "records.parquet"
+
+    @property
+    def train_split(self) -> Path:
+        return self.data / "balanced" / "train.parquet"
+
+    @property
+    def val_split(self) -> Path:
+        return self.data / "balanced" / "validation.parquet"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.models / "final"
+
+    @property
+    def train_run(self) -> Path:
+        return self.models / "train_run.json"
+
+    @property
+    def ingest_report(self) -> Path:
+        return self.reports / "ingest.json"
+
+    @property
+    def render_report(self) -> Path:
+        return self.reports / "render.json"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.reports / "validation"
+
+    @property
+    def balance_report(self) -> Path:
+        return self.reports / "balance.json"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.reports / "train_metrics.json"
+
+    @property
+    def train_curve(self) -> Path:
+        return self.reports / "train_loss.csv"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.reports / "eval"
+
+    @property
+    def register_report(self) -> Path:
+        return self.reports / "register.json"
