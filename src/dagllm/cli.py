@@ -26,8 +26,8 @@ app = typer.Typer(
 )
 pipeline_app = typer.Typer(help="Kubeflow Pipelines: compile the DAG, run it locally.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
-console = Console(stderr=True)
-out = Console()
+console = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file", show_default=True)]
 Overrides = Annotated[

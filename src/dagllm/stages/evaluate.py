@@ -92,7 +92,8 @@ def run_evaluate(params: EvaluateParams, mlflow_params: MlflowParams, canonical:
         raw = results["results"][task]
         metrics[task] = {METRIC_NAMES[k.split(",")[0]]: float(v) for k, v in raw.items()
                          if k.split(",")[0] in METRIC_NAMES and not k.split(",")[0].endswith("_stderr")}
-        with open(out_dir / f"samples_{task}.jsonl", "w", encoding="utf-8") as fh:
+        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+        with open(out_dir / "samples" / f"{task}.jsonl", "w", encoding="utf-8") as fh:
             for s in results["samples"][task]:
                 fh.write(json.dumps({"doc_id": s["doc_id"], "target": s["target"],
                                      "loglikelihoods": [float(x[0]) for x in s["filtered_resps"]],
