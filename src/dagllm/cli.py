@@ -43,15 +43,16 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
     return load_params(path, overrides or [])
 
 
-def _run(title: str, fn: Callable[[], Any]) -> Any:
-    """Run a stage, print its summary, and turn known failures into one-line errors."""
+def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[Params, Layout], Any]) -> Any:
+    """Load params, run a stage, print its summary; known failures become one-line errors."""
     from dagllm.stages.ingest import IngestError
     from dagllm.stages.validate import ValidationFailed
 
     offline()
     try:
         with console.status(f"[bold]{title}…"):
-            summary = fn()
+            p = _params(params, overrides)
+            summary = fn(p, Layout.from_params(p.paths))
     except ValidationFailed as exc:
         for line in exc.summary.lines():
             console.print(f"[red]{line}")
@@ -86,10 +87,8 @@ def ingest(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None)
     """Read the source files from the mirror into data/canonical/records.parquet."""
     from dagllm.stages.ingest import run_ingest
 
-    p = _params(params, overrides)
-    lay = Layout.from_params(p.paths)
-    _run("ingest", lambda: run_ingest(p.ingest, default_catalog(), resolve_mirror(p.paths.mirror), lay.canonical,
-                                      lay.rejected, lay.ingest_report))
+    _stage("ingest", params, overrides, lambda p, lay: run_ingest(
+        p.ingest, default_catalog(), resolve_mirror(p.paths.mirror), lay.canonical, lay.rejected, lay.ingest_report))
 
 
 @app.command()
@@ -97,9 +96,8 @@ def render(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None)
     """Render canonical rows through the Korean templates into data/rendered/records.parquet."""
     from dagllm.stages.render import run_render
 
-    p = _params(params, overrides)
-    lay = Layout.from_params(p.paths)
-    _run("render", lambda: run_render(p.render, default_catalog(), lay.canonical, lay.rendered, lay.render_report))
+    _stage("render", params, overrides, lambda p, lay: run_render(
+        p.render, default_catalog(), lay.canonical, lay.rendered, lay.render_report))
 
 
 @app.command()
@@ -107,9 +105,8 @@ def validate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     """Check the rendered records with great-expectations; Data Docs in reports/validation/."""
     from dagllm.stages.validate import run_validate
 
-    p = _params(params, overrides)
-    lay = Layout.from_params(p.paths)
-    _run("validate", lambda: run_validate(p.validate_, p.render.tasks, lay.rendered, lay.validation_dir))
+    _stage("validate", params, overrides, lambda p, lay: run_validate(
+        p.validate_, p.render.tasks, lay.rendered, lay.validation_dir))
 
 
 @app.command()
@@ -117,9 +114,8 @@ def balance(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None
     """Cap each task, split train/validation; counts in reports/balance.json."""
     from dagllm.stages.balance import run_balance
 
-    p = _params(params, overrides)
-    lay = Layout.from_params(p.paths)
-    _run("balance", lambda: run_balance(p.balance, lay.rendered, lay.train_split, lay.val_split, lay.balance_report))
+    _stage("balance", params, overrides, lambda p, lay: run_balance(
+        p.balance, lay.rendered, lay.train_split, lay.val_split, lay.balance_report))
 
 
 @app.command()
@@ -127,10 +123,9 @@ def train(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     """Train the model on the balanced records; save it to models/final (safetensors)."""
     from dagllm.stages.train import run_train
 
-    p = _params(params, overrides)
-    lay = Layout.from_params(p.paths)
-    _run("train", lambda: run_train(p.train, p.mlflow, lay.train_split, lay.model_dir, lay.train_run,
-                                    lay.train_metrics, lay.train_curve, pipeline_run="dvc"))
+    _stage("train", params, overrides, lambda p, lay: run_train(
+        p.train, p.mlflow, lay.train_split, lay.model_dir, lay.train_run, lay.train_metrics, lay.train_curve,
+        pipeline_run="cli"))
 
 
 @app.command()
@@ -138,10 +133,8 @@ def evaluate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     """Score the model with lm-evaluation-harness; reports/eval/metrics.json."""
     from dagllm.stages.evaluate import run_evaluate
 
-    p = _params(params, overrides)
-    lay = Layout.from_params(p.paths)
-    _run("evaluate", lambda: run_evaluate(p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run,
-                                          lay.eval_dir))
+    _stage("evaluate", params, overrides, lambda p, lay: run_evaluate(
+        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir))
 
 
 @app.command()
@@ -149,10 +142,8 @@ def register(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     """Register the model in the MLflow registry; set challenger/champion aliases."""
     from dagllm.stages.register import run_register
 
-    p = _params(params, overrides)
-    lay = Layout.from_params(p.paths)
-    _run("register", lambda: run_register(p.register_, p.mlflow, lay.model_dir, lay.train_run,
-                                          lay.eval_dir / "metrics.json", lay.register_report))
+    _stage("register", params, overrides, lambda p, lay: run_register(
+        p.register_, p.mlflow, lay.model_dir, lay.train_run, lay.eval_dir / "metrics.json", lay.register_report))
 
 
 @app.command()

@@ -95,7 +95,7 @@ def run_register(params: RegisterParams, mlflow_params: MlflowParams, model_dir:
     except MlflowException:
         champ = None
     champ_value = None
-    if champ is not None and champ.version != version.version:
+    if champ is not None and str(champ.version) != str(version.version):
         raw = champ.tags.get(f"metric.{params.metric}")
         champ_value = float(raw) if raw is not None else None
         promote, why = decide(value, champ_value, True, params.higher_is_better)

@@ -1,0 +1,123 @@
+"""The whole pipeline through the CLI on the bundled samples, then the registry's alias rules."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dagllm.cli import app
+from dagllm.params import load_params
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def dagllm(*args: str):
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory) -> Path:
+    import os
+
+    import yaml
+
+    from ..conftest import small_params
+
+    wd = tmp_path_factory.mktemp("e2e")
+    (wd / "params.yaml").write_text(yaml.safe_dump(small_params(), allow_unicode=True), encoding="utf-8")
+    old = os.getcwd()
+    os.chdir(wd)
+    try:
+        for stage in ("check", "ingest", "render", "validate", "balance", "train", "evaluate", "register"):
+            dagllm(stage)
+        yield wd
+    finally:
+        os.chdir(old)
+
+
+def test_every_stage_left_its_outputs(ran: Path):
+    for rel in ("data/canonical/records.parquet", "data/rendered/records.parquet", "data/balanced/train.parquet",
+                "data/balanced/validation.parquet", "reports/validation/docs/index.html",
+                "models/final/model.safetensors", "models/final/tokenizer.json", "reports/eval/samples/kobest_copa.jsonl"):
+        assert (ran / rel).exists(), rel
+    ingest = json.loads((ran / "reports/ingest.json").read_text())
+    assert all(f["read"] == f["kept"] + sum(f["rejected"].values()) for f in ingest["files"])
+    balance = json.loads((ran / "reports/balance.json").read_text())
+    assert set(balance["after"]) == {"kobest_copa_causal", "apeach_hate", "nsmc_sentiment"}
+
+
+def test_evaluation_scores_the_whole_local_test_split(ran: Path):
+    m = json.loads((ran / "reports/eval/metrics.json").read_text())
+    assert m["samples"]["kobest_copa"] == 12  # every item of the sample COPA test split
+    acc = m["metrics"]["kobest_copa"]["acc"]
+    samples = [json.loads(x) for x in (ran / "reports/eval/samples/kobest_copa.jsonl").read_text().splitlines()]
+    assert acc == pytest.approx(sum(s["acc"] for s in samples) / len(samples))
+    assert 0.0 <= m["metrics"]["kobest_copa"]["macro_f1"] <= 1.0
+
+
+def test_loss_curve_and_mlflow_run(ran: Path):
+    import mlflow
+
+    curve = (ran / "reports/train_loss.csv").read_text().splitlines()
+    assert curve[0] == "step,loss,learning_rate" and len(curve) == 5
+    run_id = json.loads((ran / "models/train_run.json").read_text())["run_id"]
+    mlflow.set_tracking_uri(f"sqlite:///{ran / 'mlflow.db'}")
+    run = mlflow.get_run(run_id)
+    assert "eval.kobest_copa.acc" in run.data.metrics
+    assert len(mlflow.MlflowClient().get_metric_history(run_id, "loss")) == 4
+
+
+def test_registered_with_aliases_and_idempotent(ran: Path):
+    from mlflow import MlflowClient
+
+    first = json.loads((ran / "reports/register.json").read_text())
+    assert first["version"] == "1" and first["aliases"] == ["challenger", "champion"]
+    dagllm("register")  # the same training run again: no new version
+    client = MlflowClient(tracking_uri=f"sqlite:///{ran / 'mlflow.db'}")
+    assert len(client.search_model_versions("name='dagllm-ko'")) == 1
+
+
+def test_champion_moves_only_when_metric_is_not_worse(ran: Path):
+    from mlflow import MlflowClient
+
+    p = load_params(ran / "params.yaml")
+    client = MlflowClient(tracking_uri=f"sqlite:///{ran / 'mlflow.db'}")
+    metrics_file = ran / "reports/eval/metrics.json"
+    original = json.loads(metrics_file.read_text())
+    champion_acc = original["metrics"]["kobest_copa"]["acc"]
+
+    def new_run_with(acc: float) -> dict:
+        dagllm("train", f"train.seed={int(acc * 1000) + 7}")
+        m = json.loads(json.dumps(original))
+        m["metrics"]["kobest_copa"]["acc"] = acc
+        metrics_file.write_text(json.dumps(m))
+        dagllm("register")
+        return json.loads((ran / "reports/register.json").read_text())
+
+    worse = new_run_with(champion_acc - 0.25)
+    assert worse["aliases"] == ["challenger"] and worse["decision"].startswith("kept champion")
+    assert str(client.get_model_version_by_alias(p.register_.model_name, "champion").version) == "1"
+    better = new_run_with(champion_acc + 0.25)
+    assert better["aliases"] == ["challenger", "champion"] and better["decision"].startswith("promoted")
+    assert str(client.get_model_version_by_alias(p.register_.model_name, "champion").version) == better["version"]
+
+
+def test_champion_loads_for_generation(ran: Path):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{ran / 'mlflow.db'}")
+    components = mlflow.transformers.load_model("models:/dagllm-ko@champion", return_type="components")
+    tok, model = components["tokenizer"], components["model"]
+    ids = tok("### 지시:\n안녕하세요?\n\n### 응답:\n", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] == ids["input_ids"].shape[1] + 3
+
+
+def test_bad_override_exits_with_message(ran: Path):
+    result = runner.invoke(app, ["train", "train.nope=1"])
+    assert result.exit_code == 2
+    assert "unknown key 'train.nope'" in result.output

@@ -1,0 +1,83 @@
+from pathlib import Path
+
+import pytest
+from jinja2 import meta
+
+from dagllm.catalog import CatalogError, load_catalog
+from dagllm.readers import READERS
+from dagllm.render import environment
+
+from ..conftest import SAMPLES
+
+
+def test_every_catalog_file_loads_and_cross_checks():
+    cat = load_catalog()
+    assert {"kobest_copa", "apeach", "nsmc"} <= set(cat.sources)
+    assert {"kobest_copa_causal", "apeach_hate", "nsmc_sentiment"} <= set(cat.tasks)
+    for src in cat.sources.values():
+        for f in src.files:
+            assert f.reader in READERS, f"{src.id}: reader {f.reader}"
+            assert (SAMPLES / f.path).is_file(), f"sample file missing for {src.id}: {f.path}"
+
+
+@pytest.mark.parametrize("task_id", sorted(load_catalog().tasks))
+def test_template_variables_exist_in_task_fields(task_id):
+    task = load_catalog().tasks[task_id]
+    allowed = set(task.fields) | {"label", "answer"}
+    kinds = {t.kind for t in task.templates}
+    assert kinds == {"instruction", "question"}
+    for tpl in task.templates:
+        for part in (tpl.instruction, tpl.input, tpl.output):
+            used = meta.find_undeclared_variables(environment().parse(part))
+            assert used <= allowed, f"{task_id}/{tpl.id} uses {used - allowed}"
+
+
+def _catalog_with(tmp_path: Path, task_yaml: str) -> Path:
+    import shutil
+
+    from dagllm.catalog import CATALOG_DIR
+
+    root = tmp_path / "cat"
+    shutil.copytree(CATALOG_DIR / "sources", root / "sources")
+    (root / "tasks").mkdir()
+    (root / "tasks" / "t.yaml").write_text(task_yaml, encoding="utf-8")
+    return root
+
+
+def test_task_with_unknown_source_is_rejected_with_file_name(tmp_path: Path):
+    root = _catalog_with(tmp_path, """
+id: t
+category: c
+description: d
+sources: [{source: nowhere}]
+fields: [text]
+templates: [{id: a, kind: question, instruction: "{{ text }}", output: x}]
+""")
+    with pytest.raises(CatalogError, match=r"t\.yaml: source 'nowhere' is not in the catalog"):
+        load_catalog(root)
+
+
+def test_schema_error_names_file_and_key(tmp_path: Path):
+    root = _catalog_with(tmp_path, """
+id: t
+category: c
+description: d
+sources: [{source: apeach}]
+fields: [text]
+templates: [{id: a, kind: quiz, instruction: "x", output: x}]
+""")
+    with pytest.raises(CatalogError, match=r"t\.yaml: templates\.0\.kind"):
+        load_catalog(root)
+
+
+def test_id_must_match_file_name(tmp_path: Path):
+    root = _catalog_with(tmp_path, """
+id: other
+category: c
+description: d
+sources: [{source: apeach}]
+fields: [text]
+templates: [{id: a, kind: question, instruction: "x", output: x}]
+""")
+    with pytest.raises(CatalogError, match="must equal the file name"):
+        load_catalog(root)

@@ -1,0 +1,62 @@
+import pytest
+
+from dagllm.catalog import Task, load_catalog
+from dagllm.render import RenderError, choose_templates, render_template
+
+
+def _task(**kw) -> Task:
+    base = dict(id="t", category="c", description="d", sources=[{"source": "apeach"}], fields=["text"],
+                labels={"0": "아니요", "1": "예"},
+                templates=[{"id": "a", "kind": "instruction", "instruction": "판단하세요.", "input": "{{ text }}",
+                            "output": "{{ answer }}"},
+                           {"id": "b", "kind": "question", "instruction": "\"{{ text }}\" 맞나요?", "output": "{{ answer }}"},
+                           {"id": "c", "kind": "question", "instruction": "{{ text }}?", "output": "{{ label }}"}])
+    base.update(kw)
+    return Task.model_validate(base)
+
+
+def test_dataset_text_is_data_not_template():
+    task = _task()
+    evil = "{{ 7 * 7 }} {% for x in range(3) %}X{% endfor %} {{ ''.__class__.__mro__ }}"
+    out = render_template(task, task.templates[0], {"text": evil}, "1", "r1")
+    assert out == {"instruction": "판단하세요.", "input": evil, "output": "예"}
+
+
+def test_missing_variable_is_an_error_naming_task_template_record():
+    task = _task()
+    with pytest.raises(RenderError, match=r"task t, template a, record r9: input failed: 'text' is undefined"):
+        render_template(task, task.templates[0], {"other": "x"}, "1", "r9")
+
+
+def test_sandbox_blocks_unsafe_template_code():
+    task = _task(templates=[{"id": "x", "kind": "question", "instruction": "{{ text.__class__.__mro__ }}",
+                             "output": "o"}])
+    with pytest.raises(RenderError):
+        render_template(task, task.templates[0], {"text": "t"}, "0", "r")
+
+
+def test_template_choice_is_deterministic_and_seeded():
+    task = _task()
+    picks = [choose_templates(task, f"rec{i}", seed=1)[0].id for i in range(60)]
+    assert picks == [choose_templates(task, f"rec{i}", seed=1)[0].id for i in range(60)]
+    assert set(picks) == {"a", "b", "c"}
+    other = [choose_templates(task, f"rec{i}", seed=2)[0].id for i in range(60)]
+    assert other != picks
+    two = choose_templates(task, "rec1", seed=1, k=2)
+    assert len({t.id for t in two}) == 2
+
+
+def test_every_catalog_template_renders_its_sample_row():
+    from dagllm.readers import READERS, Row
+
+    from ..conftest import SAMPLES
+
+    cat = load_catalog()
+    for task in cat.tasks.values():
+        src = cat.sources[task.sources[0].source]
+        f = next(f for f in src.files if f.split in task.sources[0].splits)
+        row = next(r for r in READERS[f.reader](SAMPLES / f.path) if isinstance(r, Row))
+        for tpl in task.templates:
+            out = render_template(task, tpl, row.fields, row.label, "sample")
+            assert out["instruction"] and out["output"], (task.id, tpl.id)
+            assert "{{" not in out["instruction"] + out["output"]
