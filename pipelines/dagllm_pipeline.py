@@ -24,6 +24,7 @@ from components.stages import (
 )
 from dagllm.params import Params
 from dagllm.paths import resolve_mirror
+from dagllm.tracking import absolute_uri
 
 PIPELINE_NAME = "dagllm"
 DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")
@@ -71,9 +72,7 @@ def localize(params: Params) -> Params:
     """Make working-directory-relative settings absolute: kfp.local runs tasks elsewhere."""
     data: dict[str, Any] = params.to_dict()
     data["paths"]["mirror"] = str(resolve_mirror(params.paths.mirror).resolve())
-    uri = params.mlflow.tracking_uri
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        data["mlflow"]["tracking_uri"] = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    data["mlflow"]["tracking_uri"] = absolute_uri(params.mlflow.tracking_uri)
     data["mlflow"]["artifact_root"] = str(Path(params.mlflow.artifact_root).resolve())
     return Params.model_validate(data)
 

@@ -44,3 +44,15 @@ def mirror_copy(tmp_path: Path) -> Path:
     dest = tmp_path / "mirror"
     shutil.copytree(SAMPLES, dest)
     return dest
+
+
+def registry(db: Path):
+    """An MLflow client bound to one SQLite store for tracking and registry alike.
+
+    Both URIs are explicit: a client otherwise takes the process-wide registry URI that an
+    earlier stage run in this process may have set.
+    """
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{db}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -8,6 +8,17 @@ from dagllm.params import MlflowParams
 from dagllm.runtime import offline
 
 
+def absolute_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` -> ``sqlite:////abs/path/mlflow.db`` (resolved against the cwd now).
+
+    A relative SQLite path would otherwise mean a different store after a change of directory.
+    """
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix):]).resolve())
+    return uri
+
+
 def configure(params: MlflowParams) -> str:
     """Point MLflow at the configured store and return the experiment id (created when missing).
 
@@ -17,12 +28,13 @@ def configure(params: MlflowParams) -> str:
     offline()
     import mlflow
 
-    mlflow.set_tracking_uri(params.tracking_uri)
-    mlflow.set_registry_uri(params.tracking_uri)
+    uri = absolute_uri(params.tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     exp = mlflow.get_experiment_by_name(params.experiment)
     if exp is not None:
         return exp.experiment_id
     artifact_location = None
-    if params.tracking_uri.startswith("sqlite:") or params.tracking_uri.startswith("file:"):
+    if uri.startswith(("sqlite:", "file:")):
         artifact_location = Path(params.artifact_root).resolve().as_uri()
     return mlflow.create_experiment(params.experiment, artifact_location=artifact_location)

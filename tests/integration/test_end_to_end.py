@@ -1,13 +1,17 @@
 """The whole pipeline through the CLI on the bundled samples, then the registry's alias rules."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from dagllm.cli import app
 from dagllm.params import load_params
+
+from ..conftest import registry, small_params
 
 pytestmark = pytest.mark.slow
 runner = CliRunner()
@@ -21,12 +25,6 @@ def dagllm(*args: str):
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory) -> Path:
-    import os
-
-    import yaml
-
-    from ..conftest import small_params
-
     wd = tmp_path_factory.mktemp("e2e")
     (wd / "params.yaml").write_text(yaml.safe_dump(small_params(), allow_unicode=True), encoding="utf-8")
     old = os.getcwd()
@@ -60,32 +58,25 @@ def test_evaluation_scores_the_whole_local_test_split(ran: Path):
 
 
 def test_loss_curve_and_mlflow_run(ran: Path):
-    import mlflow
-
     curve = (ran / "reports/train_loss.csv").read_text().splitlines()
     assert curve[0] == "step,loss,learning_rate" and len(curve) == 5
     run_id = json.loads((ran / "models/train_run.json").read_text())["run_id"]
-    mlflow.set_tracking_uri(f"sqlite:///{ran / 'mlflow.db'}")
-    run = mlflow.get_run(run_id)
-    assert "eval.kobest_copa.acc" in run.data.metrics
-    assert len(mlflow.MlflowClient().get_metric_history(run_id, "loss")) == 4
+    client = registry(ran / "mlflow.db")
+    assert "eval.kobest_copa.acc" in client.get_run(run_id).data.metrics
+    assert len(client.get_metric_history(run_id, "loss")) == 4
 
 
 def test_registered_with_aliases_and_idempotent(ran: Path):
-    from mlflow import MlflowClient
-
     first = json.loads((ran / "reports/register.json").read_text())
     assert first["version"] == "1" and first["aliases"] == ["challenger", "champion"]
     dagllm("register")  # the same training run again: no new version
-    client = MlflowClient(tracking_uri=f"sqlite:///{ran / 'mlflow.db'}")
+    client = registry(ran / "mlflow.db")
     assert len(client.search_model_versions("name='dagllm-ko'")) == 1
 
 
 def test_champion_moves_only_when_metric_is_not_worse(ran: Path):
-    from mlflow import MlflowClient
-
     p = load_params(ran / "params.yaml")
-    client = MlflowClient(tracking_uri=f"sqlite:///{ran / 'mlflow.db'}")
+    client = registry(ran / "mlflow.db")
     metrics_file = ran / "reports/eval/metrics.json"
     original = json.loads(metrics_file.read_text())
     champion_acc = original["metrics"]["kobest_copa"]["acc"]
@@ -110,6 +101,7 @@ def test_champion_loads_for_generation(ran: Path):
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{ran / 'mlflow.db'}")
+    mlflow.set_registry_uri(f"sqlite:///{ran / 'mlflow.db'}")
     components = mlflow.transformers.load_model("models:/dagllm-ko@champion", return_type="components")
     tok, model = components["tokenizer"], components["model"]
     ids = tok("### 지시:\n안녕하세요?\n\n### 응답:\n", return_tensors="pt")

@@ -9,7 +9,7 @@ import yaml
 from dagllm.params import load_params, params_from_dict
 from pipelines.dagllm_pipeline import compile_pipeline, localize, params_json, run_local
 
-from ..conftest import REPO, small_params
+from ..conftest import REPO, registry, small_params
 
 COMPILED = REPO / "pipelines/compiled/dagllm.yaml"
 STAGES = ["ingest-op", "render-op", "validate-op", "balance-op", "train-op", "evaluate-op", "register-op"]
@@ -46,11 +46,9 @@ def test_localize_makes_paths_absolute(workdir: Path):
 
 @pytest.mark.slow
 def test_whole_dag_runs_under_kfp_local(workdir: Path):
-    from mlflow import MlflowClient
-
     result = run_local(params_from_dict(small_params(evaluate={"limit": 6})), workdir / "kfp")
     assert result["registered_version"] == "1"
-    client = MlflowClient(tracking_uri=f"sqlite:///{workdir / 'mlflow.db'}")
+    client = registry(workdir / "mlflow.db")
     champion = client.get_model_version_by_alias("dagllm-ko", "champion")
     assert str(champion.version) == "1" and "metric.kobest_copa.acc" in champion.tags
     runs = list((workdir / "kfp").iterdir())

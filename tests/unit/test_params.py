@@ -57,3 +57,16 @@ def test_override_syntax_and_missing_file(tmp_path: Path):
 def test_cross_field_rule():
     with pytest.raises(ParamsError, match="divisible"):
         load_params(REPO / "params.yaml", ["train.tiny.hidden_size=30", "train.tiny.num_heads=4"])
+
+
+def test_cli_check_reports_unknown_task_and_key(workdir):
+    from typer.testing import CliRunner
+
+    from dagllm.cli import app
+
+    ok = CliRunner().invoke(app, ["check"])
+    assert ok.exit_code == 0 and "ok" in ok.output
+    bad = CliRunner().invoke(app, ["check", "render.tasks=[no_such_task]"])
+    assert bad.exit_code == 2 and "unknown task 'no_such_task'" in bad.output
+    bad = CliRunner().invoke(app, ["ingest", "ingest.sourcez=[x]"])
+    assert bad.exit_code == 2 and "unknown key 'ingest.sourcez'" in bad.output

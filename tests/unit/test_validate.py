@@ -54,3 +54,18 @@ def test_duplicates_beyond_threshold_fail(tmp_path: Path):
                        tmp_path / "v")
     assert not s.success
     assert [e["expectation"] for e in s.expectations if not e["success"]] == ["expect_compound_columns_to_be_unique"]
+
+
+def test_cli_validate_exits_nonzero_and_names_failures(workdir: Path):
+    from typer.testing import CliRunner
+
+    from dagllm.cli import app
+
+    df = _records()
+    df.loc[0:2, "output"] = None
+    (workdir / "data/rendered").mkdir(parents=True)
+    df.to_parquet(workdir / "data/rendered/records.parquet", index=False)
+    result = CliRunner().invoke(app, ["validate", "render.tasks=[t1,t2]"])
+    assert result.exit_code == 1
+    assert "expect_column_values_to_not_be_null(output) failed on 3 of 40 rows" in result.output
+    assert (workdir / "reports/validation/docs/index.html").is_file()

@@ -81,20 +81,16 @@ class Catalog(_Strict):
     tasks: dict[str, Task]
 
     def source(self, source_id: str) -> Source:
-        try:
-            return self.sources[source_id]
-        except KeyError:
-            raise CatalogError(
-                f"unknown source {source_id!r}; the catalog has: {', '.join(sorted(self.sources))}"
-            ) from None
+        return _lookup("source", self.sources, source_id)
 
     def task(self, task_id: str) -> Task:
-        try:
-            return self.tasks[task_id]
-        except KeyError:
-            raise CatalogError(
-                f"unknown task {task_id!r}; the catalog has: {', '.join(sorted(self.tasks))}"
-            ) from None
+        return _lookup("task", self.tasks, task_id)
+
+
+def _lookup(kind: str, entries: dict, key: str):
+    if key not in entries:
+        raise CatalogError(f"unknown {kind} {key!r}; the catalog has: {', '.join(sorted(entries))}")
+    return entries[key]
 
 
 def _load_yaml_model(path: Path, model: type[_Strict]) -> _Strict:
