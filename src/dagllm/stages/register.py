@@ -64,6 +64,13 @@ def run_register(params: RegisterParams, mlflow_params: MlflowParams, model_dir:
     configure(mlflow_params)
     client = MlflowClient()
     run_id = read_json(run_file)["run_id"]
+    try:
+        client.get_run(run_id)
+    except MlflowException:
+        raise ValueError(
+            f"training run {run_id} (from {run_file}) is not in the tracking store {mlflow.get_tracking_uri()}; "
+            "the store was reset or params.mlflow changed: train again (`dagllm train` or `dvc repro -f train`)"
+        ) from None
     metrics = read_json(eval_metrics)
     value = metric_value(metrics, params.metric)
     try:
