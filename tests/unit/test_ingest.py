@@ -50,4 +50,4 @@ def test_missing_file_names_source_and_fix(mirror_copy: Path, tmp_path: Path):
 
 def test_limit_caps_rows_per_file(mirror_copy: Path, tmp_path: Path):
     s = _ingest(mirror_copy, tmp_path / "out", sources=["kobest_copa"], limit=3)
-    assert [f.read for f in s.files] == [3, 3]
+    assert [f.read for f in s.files] == [3, 3, 3]
