@@ -49,8 +49,10 @@ READERS: dict[str, Reader] = {}
 # holding them can be quarantined instead of failing the whole file.
 UNDECODABLE = re.compile("[\udc80-\udcff]")
 UNDECODABLE_REASON = "undecodable bytes (not UTF-8)"
-# Above this share of lines with undecodable bytes the file is in another encoding, not damaged.
-MAX_UNDECODABLE_FRACTION = 0.1
+# When more than this share of the non-ASCII lines fail to decode, the file is in another
+# encoding (EUC-KR turns every Korean line bad), not a UTF-8 file with a few damaged rows.
+MAX_UNDECODABLE_FRACTION = 0.5
+NON_ASCII = re.compile("[^\x00-\x7f]")
 
 
 def printable(text: str) -> str:
@@ -107,7 +109,8 @@ def read_text(path: Path) -> str:
     text = data.decode("utf-8-sig", "surrogateescape")
     lines = text.splitlines() or [""]
     bad = sum(1 for line in lines if UNDECODABLE.search(line))
-    if UNDECODABLE.search(lines[0]) or bad > MAX_UNDECODABLE_FRACTION * len(lines):
+    non_ascii = sum(1 for line in lines if NON_ASCII.search(line))
+    if UNDECODABLE.search(lines[0]) or bad > MAX_UNDECODABLE_FRACTION * non_ascii:
         hint = " (it decodes as EUC-KR/CP949)" if _is_cp949(data) else ""
         raise FileFormatError(
             f"{path}: not UTF-8{hint}: {bad} of {len(lines)} lines have undecodable bytes, the first at "

@@ -6,8 +6,8 @@ dropped connection; network errors are retried with exponential backoff. A file 
 place only after its sha256 matches the catalog, so ``data/raw`` never holds a corrupt file: on
 a mismatch the partial download is deleted and the run stops with one message naming the source
 and file. The bundled samples (``paths.mirror: samples``, or ``auto`` without ``../shared/data``)
-are project-written stand-ins whose checksums differ from the catalog's: they are copied and
-reported as ``sample``, not verified.
+are project-written stand-ins whose checksums differ from the catalog's (marked by a
+``.sample-mirror`` file): they are copied and reported as ``sample``, not verified.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from http.client import HTTPException
+from http.client import HTTPException, IncompleteRead
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,9 +28,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from dagllm.catalog import Source, SourceFile
 from dagllm.io import sha256_file, write_json
 from dagllm.params import FetchParams
-from dagllm.paths import SAMPLES_DIR
-
 CHUNK = 1 << 16
+# A mirror directory holding this file is the bundled samples (or a copy): stand-ins, not pinned.
+SAMPLE_MARKER = ".sample-mirror"
 
 
 class FetchError(RuntimeError):
@@ -108,10 +108,16 @@ def _http_get(url: str, part: Path, timeout: float, advance: Callable[[int], Non
         resumed = have and resp.status == 206
         if have and not resumed:
             advance(-have)  # the server ignored the range: start over
+        expected = resp.headers.get("Content-Length")
+        got = 0
         with open(part, "ab" if resumed else "wb") as fh:
             while chunk := resp.read(CHUNK):
                 fh.write(chunk)
+                got += len(chunk)
                 advance(len(chunk))
+    # http.client's read(n) returns b"" on a dropped connection instead of raising: check the length.
+    if expected is not None and got < int(expected):
+        raise IncompleteRead(b"", int(expected) - got)
 
 
 def _fetch_one(src: Source, sf: SourceFile, origin: str, dest: Path, params: FetchParams,
@@ -199,7 +205,7 @@ def run_fetch(params: FetchParams, sources: list[Source], mirror: Path | str | N
     Raises:
         FetchError: a required file is missing, fails its checksum, or cannot be downloaded.
     """
-    is_sample = isinstance(mirror, Path) and mirror.resolve() == SAMPLES_DIR.resolve()
+    is_sample = isinstance(mirror, Path) and (mirror / SAMPLE_MARKER).is_file()
     where = "upstream URLs" if mirror is None else str(mirror)
     summary = FetchSummary(where, str(raw_dir))
     with _bar() as bar:
