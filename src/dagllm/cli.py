@@ -16,7 +16,7 @@ from rich.console import Console
 
 from dagllm.catalog import CatalogError, default_catalog
 from dagllm.params import DEFAULT_PARAMS_FILE, Params, ParamsError, load_params
-from dagllm.paths import Layout, resolve_mirror
+from dagllm.paths import Layout, mirror_location
 from dagllm.runtime import offline
 
 app = typer.Typer(
@@ -80,7 +80,7 @@ def check(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     out.print(f"[green]✓[/green] {params}: ok ({len(cat.sources)} sources, {len(cat.tasks)} tasks in the catalog; "
-              f"mirror {resolve_mirror(p.paths.mirror)})")
+              f"mirror {mirror_location(p.paths.mirror) or 'upstream URLs'})")
 
 
 @app.command()
