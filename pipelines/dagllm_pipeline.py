@@ -23,7 +23,7 @@ from components.stages import (
     validate_op,
 )
 from dagllm.params import Params
-from dagllm.paths import resolve_mirror
+from dagllm.paths import is_url, resolve_mirror
 from dagllm.tracking import absolute_uri
 
 PIPELINE_NAME = "dagllm"
@@ -71,7 +71,10 @@ def compile_pipeline(params: Params, output: Path = DEFAULT_OUTPUT) -> Path:
 def localize(params: Params) -> Params:
     """Make working-directory-relative settings absolute: kfp.local runs tasks elsewhere."""
     data: dict[str, Any] = params.to_dict()
-    data["paths"]["mirror"] = str(resolve_mirror(params.paths.mirror).resolve())
+    if not (is_url(params.paths.mirror) or params.paths.mirror == "upstream"):
+        data["paths"]["mirror"] = str(resolve_mirror(params.paths.mirror).resolve())
+    for local in data["ingest"]["local"]:
+        local["path"] = str(Path(local["path"]).resolve())
     data["mlflow"]["tracking_uri"] = absolute_uri(params.mlflow.tracking_uri)
     data["mlflow"]["artifact_root"] = str(Path(params.mlflow.artifact_root).resolve())
     return Params.model_validate(data)

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from dagllm.catalog import CatalogError, default_catalog
 from dagllm.params import DEFAULT_PARAMS_FILE, Params, ParamsError, load_params
-from dagllm.paths import Layout, resolve_mirror
+from dagllm.paths import Layout, mirror_location
 from dagllm.runtime import offline
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ def _params(path: Path, overrides: list[str] | None) -> Params:
 
 def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[Params, Layout], Any]) -> Any:
     """Load params, run a stage, print its summary; known failures become one-line errors."""
+    from dagllm.stages.fetch import FetchError
     from dagllm.stages.ingest import IngestError
     from dagllm.stages.validate import ValidationFailed
 
@@ -57,7 +58,7 @@ def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[
         for line in exc.summary.lines():
             console.print(f"[red]{line}")
         raise typer.Exit(1) from None
-    except (IngestError, *USER_ERRORS) as exc:
+    except (FetchError, IngestError, *USER_ERRORS) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     for line in summary.lines():
@@ -79,16 +80,43 @@ def check(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     out.print(f"[green]✓[/green] {params}: ok ({len(cat.sources)} sources, {len(cat.tasks)} tasks in the catalog; "
-              f"mirror {resolve_mirror(p.paths.mirror)})")
+              f"mirror {mirror_location(p.paths.mirror) or 'upstream URLs'})")
+
+
+@app.command()
+def fetch(
+    params: ParamsOpt = DEFAULT_PARAMS_FILE,
+    overrides: Overrides = None,
+    mirror: Annotated[str | None, typer.Option(
+        "--mirror", help="directory or http(s) URL in the mirror layout (overrides paths.mirror); "
+        "'upstream' = each file's pinned catalog URL", show_default=False)] = None,
+) -> None:
+    """Download the catalog files of ingest.sources into data/raw, checking each sha256.
+
+    Resumes interrupted downloads, retries network errors with backoff (fetch.retries,
+    fetch.backoff_s) and keeps nothing that fails its checksum. Example:
+    `dagllm fetch --mirror ../shared/data`.
+    """
+    from dagllm.paths import mirror_location
+    from dagllm.stages.fetch import run_fetch
+
+    extra = [f"paths.mirror={mirror}"] if mirror else []
+    _stage("fetch", params, [*(overrides or []), *extra], lambda p, lay: run_fetch(
+        p.fetch, [default_catalog().source(s) for s in p.ingest.sources], mirror_location(p.paths.mirror),
+        lay.raw, lay.fetch_report))
 
 
 @app.command()
 def ingest(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
-    """Read the source files from the mirror into data/canonical/records.parquet."""
+    """Read the fetched files (data/raw) and ingest.local files into data/canonical/records.parquet.
+
+    Rows that break their source's schema go to data/rejected/<source>.jsonl with the reason;
+    reports/ingest.json counts read = kept + rejected per file. Run `dagllm fetch` first.
+    """
     from dagllm.stages.ingest import run_ingest
 
     _stage("ingest", params, overrides, lambda p, lay: run_ingest(
-        p.ingest, default_catalog(), resolve_mirror(p.paths.mirror), lay.canonical, lay.rejected, lay.ingest_report))
+        p.ingest, default_catalog(), lay.raw, lay.canonical, lay.rejected, lay.ingest_report))
 
 
 @app.command()

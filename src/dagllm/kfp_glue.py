@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from dagllm.catalog import default_catalog
 from dagllm.params import Params
-from dagllm.paths import resolve_mirror
 from dagllm.runtime import offline
 
 
@@ -42,11 +41,20 @@ def _log(metrics: MetricsSink, values: dict[str, Any]) -> None:
 
 
 def ingest(params_json: str, out_dir: Path, metrics: MetricsSink) -> None:
+    """Fetch the selected sources (verified) into a scratch dir, then ingest them into ``out_dir``."""
+    import tempfile
+
+    from dagllm.paths import mirror_location
+    from dagllm.stages.fetch import run_fetch
     from dagllm.stages.ingest import run_ingest
 
     p = _params(params_json)
-    s = run_ingest(p.ingest, default_catalog(), resolve_mirror(p.paths.mirror), out_dir / "records.parquet",
-                   out_dir / "rejected", out_dir / "ingest.json")
+    cat = default_catalog()
+    with tempfile.TemporaryDirectory(prefix="dagllm-raw-") as raw:
+        run_fetch(p.fetch, [cat.source(s) for s in p.ingest.sources], mirror_location(p.paths.mirror),
+                  Path(raw), out_dir / "fetch.json")
+        s = run_ingest(p.ingest, cat, Path(raw), out_dir / "records.parquet", out_dir / "rejected",
+                       out_dir / "ingest.json")
     _log(metrics, {"rows": s.rows, "rejected": s.rejected})
 
 

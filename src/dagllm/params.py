@@ -32,17 +32,39 @@ class PathsParams(_Section):
 
     mirror: str = Field(
         "auto",
-        description="directory holding the source files in the mirror layout; 'auto' = "
-        "../shared/data when it exists, else the sample files bundled with dagllm",
+        description="where `dagllm fetch` takes the source files from: a directory or an http(s) URL "
+        "in the mirror layout; 'auto' = ../shared/data when it exists, else the sample files "
+        "bundled with dagllm; 'samples' = those samples; 'upstream' = each file's catalog URL",
     )
     data_dir: str = "data"
     models_dir: str = "models"
     reports_dir: str = "reports"
 
 
+class LocalSource(_Section):
+    """A team's own file: read by a catalog reader, no download, no checksum."""
+
+    id: str = Field(pattern=r"^[a-z0-9_]+$", description="source id (must not clash with the catalog)")
+    path: str = Field(min_length=1, description="the file, relative to the working directory or absolute")
+    reader: str = Field(min_length=1, description="a reader name from docs/data.md, e.g. nsmc_ratings")
+    license: str = Field(min_length=1, description="carried by every record of this source")
+    split: Literal["train", "validation", "test"] = "train"
+    benchmark: bool = Field(False, description="an evaluation file: never rendered for training")
+
+
 class IngestParams(_Section):
     sources: list[str] = Field(min_length=1, description="source ids from the catalog")
     max_rows_per_file: int | None = Field(None, ge=1, description="read at most this many rows")
+    local: list[LocalSource] = Field(default_factory=list, description="a team's own files, read "
+                                     "in place (not fetched) through the same readers and quarantine")
+
+
+class FetchParams(_Section):
+    """How `dagllm fetch` downloads the files of ``ingest.sources`` into data/raw."""
+
+    retries: int = Field(4, ge=0, le=20, description="extra attempts after a network error")
+    backoff_s: float = Field(1.0, ge=0, le=60, description="first wait between attempts; doubles each time")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="socket timeout per request")
 
 
 class RenderParams(_Section):
@@ -123,6 +145,7 @@ class MlflowParams(_Section):
 
 class Params(_Section):
     paths: PathsParams = PathsParams()
+    fetch: FetchParams = FetchParams()
     ingest: IngestParams
     render: RenderParams
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")

@@ -15,6 +15,19 @@ SHARED_MIRROR = Path("../shared/data")
 SAMPLES_DIR = Path(__file__).parent / "catalog" / "samples"
 
 
+def is_url(setting: str) -> bool:
+    return setting.startswith(("http://", "https://"))
+
+
+def mirror_location(setting: str) -> Path | str | None:
+    """Where `dagllm fetch` reads: a directory, an http(s) base URL, or None for upstream URLs."""
+    if setting == "upstream":
+        return None
+    if is_url(setting):
+        return setting
+    return resolve_mirror(setting)
+
+
 def resolve_mirror(setting: str) -> Path:
     """The directory holding source files in the mirror layout.
 
@@ -39,6 +52,15 @@ class Layout:
     @classmethod
     def from_params(cls, p: PathsParams) -> Layout:
         return cls(Path(p.data_dir), Path(p.models_dir), Path(p.reports_dir))
+
+    @property
+    def raw(self) -> Path:
+        """Fetched source files in the mirror layout (a DVC output; ingest reads here)."""
+        return self.data / "raw"
+
+    @property
+    def fetch_report(self) -> Path:
+        return self.reports / "fetch.json"
 
     @property
     def canonical(self) -> Path:

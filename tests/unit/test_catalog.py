@@ -81,3 +81,26 @@ templates: [{id: a, kind: question, instruction: "x", output: x}]
 """)
     with pytest.raises(CatalogError, match="must equal the file name"):
         load_catalog(root)
+
+
+def test_catalog_pins_match_the_shared_mirror_and_the_data_contract():
+    """Every sha256 in the catalog matches ../shared/data; readers per source match docs/data.md."""
+    import hashlib
+    import re
+
+    from ..conftest import REPO
+
+    cat = load_catalog()
+    shared = REPO.parent.parent / "shared" / "data"
+    shared = shared if shared.is_dir() else REPO / ".." / "shared" / "data"
+    for src in cat.sources.values():
+        assert src.homepage and src.license and src.citation, src.id
+        for f in src.files:
+            assert re.search(r"[0-9a-f]{12}|/v\d|/\d{8}/|resolve/", f.url), f"{src.id}: {f.url} not pinned"
+            if f.sha256 and (shared / f.path).is_file():
+                assert hashlib.sha256((shared / f.path).read_bytes()).hexdigest() == f.sha256, f.path
+    table = (REPO / "docs" / "data.md").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^\| `([a-z0-9_]+)` \| [^|]+ \| ([^|]+) \|", table, flags=re.M))
+    assert set(documented) == set(cat.sources)
+    for sid, readers in documented.items():
+        assert {f.reader for f in cat.source(sid).files} == set(re.findall(r"`([a-z0-9_]+)`", readers)), sid

@@ -32,6 +32,10 @@ class SourceFile(_Strict):
     split: Literal["train", "validation", "test"]
     reader: str
     benchmark: bool = Field(False, description="an evaluation split: never rendered for training")
+    optional: bool = Field(False, description="absent from the public mirror (too large, not on "
+                           "GitHub): fetch and ingest note its absence instead of failing")
+    prepare: str | None = Field(None, description="the URL is the upstream artifact this file is made "
+                                "from (how, in words); fetch takes it only from a mirror that has the file")
 
 
 class Source(_Strict):

@@ -1,7 +1,9 @@
-"""Ingest: raw source files in the mirror layout -> one canonical Parquet table.
+"""Ingest: fetched source files (``data/raw``, mirror layout) and local files -> one Parquet table.
 
 Every data row ends up either in the canonical table or in ``<rejected>/<source>.jsonl`` with its
 line and reason; the report counts both per file and ``read == kept + rejected`` always holds.
+Catalog files come from ``raw_dir`` (filled by ``dagllm fetch``); a team's own files
+(``ingest.local``) are read where they are, through the same readers.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import pandas as pd
 
 from dagllm.catalog import Catalog, Source, SourceFile
 from dagllm.io import stable_hash, write_json, write_parquet
-from dagllm.params import IngestParams
+from dagllm.params import IngestParams, LocalSource
 from dagllm.progress import progress
 from dagllm.readers import READERS, FileFormatError, Reject, Row
 
@@ -40,21 +42,25 @@ class FileCount:
 
 @dataclass
 class IngestSummary:
-    mirror: str
+    raw_dir: str
     rows: int
     rejected: int
     files: list[FileCount]
+    skipped: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
-            "mirror": self.mirror,
+            "raw_dir": self.raw_dir,
             "rows": self.rows,
             "rejected": self.rejected,
             "files": [f.__dict__ for f in self.files],
+            "skipped": self.skipped,
         }
 
     def lines(self) -> list[str]:
-        return [f"ingested {self.rows} rows from {len(self.files)} files ({self.rejected} quarantined)"]
+        out = [f"ingested {self.rows} rows from {len(self.files)} files ({self.rejected} quarantined)"]
+        out += [f"skipped {s['source']} {s['file']}: {s['reason']}" for s in self.skipped]
+        return out
 
 
 def _record_id(source: str, split: str, row: Row, seen: Counter) -> str:
@@ -66,12 +72,24 @@ def _record_id(source: str, split: str, row: Row, seen: Counter) -> str:
     return key if seen[key] == 1 else f"{key}-{seen[key]}"
 
 
-def _read_file(src: Source, sf: SourceFile, mirror: Path, limit: int | None):
-    path = mirror / sf.path
+def _local_source(local: LocalSource, catalog: Catalog) -> tuple[Source, SourceFile]:
+    """A team's file as a one-file source (no URL, no checksum)."""
+    if local.id in catalog.sources:
+        raise IngestError(f"ingest.local: id {local.id!r} is a catalog source; give your file another id")
+    path = Path(local.path)
+    if not path.is_file():
+        raise IngestError(f"ingest.local {local.id}: file {path} not found; fix ingest.local[].path")
+    src = Source(id=local.id, name=local.id, homepage="", license=local.license, citation="",
+                 files=[SourceFile(path=str(path), url=path.resolve().as_uri(), split=local.split,
+                                   reader=local.reader, benchmark=local.benchmark)])
+    return src, src.files[0]
+
+
+def _read_file(src: Source, sf: SourceFile, path: Path, limit: int | None):
     if not path.is_file():
         raise IngestError(
-            f"source {src.id}: file {path} not found; fetch it (`dagllm fetch`) or point "
-            f"paths.mirror at a directory holding {sf.path}"
+            f"source {src.id}: file {path} not found; fetch it (`dagllm fetch`, with --mirror DIR|URL "
+            f"for a mirror holding {sf.path}) or drop {src.id} from ingest.sources"
         )
     try:
         read = READERS[sf.reader]
@@ -104,24 +122,45 @@ def _read_file(src: Source, sf: SourceFile, mirror: Path, limit: int | None):
     return count, kept, rejects
 
 
+def _jobs(params: IngestParams, catalog: Catalog, raw_dir: Path) -> tuple[list, list[dict]]:
+    """(source, file, path) to read, and the optional catalog files absent from ``raw_dir``."""
+    jobs, skipped = [], []
+    for src in (catalog.source(s) for s in params.sources):
+        present = [f for f in src.files if (raw_dir / f.path).is_file()]
+        absent = [f for f in src.files if f.optional and f not in present]
+        if not present and src.files:
+            first = src.files[0]
+            jobs.append((src, first, raw_dir / first.path))  # fails with the one clear message
+            continue
+        jobs += [(src, f, raw_dir / f.path) for f in src.files if f not in absent]
+        skipped += [{"source": src.id, "file": f.path, "reason": "optional file not fetched (not in the mirror)"}
+                    for f in absent]
+    for local in params.local:
+        src, sf = _local_source(local, catalog)
+        jobs.append((src, sf, Path(sf.path)))
+    return jobs, skipped
+
+
 def run_ingest(
-    params: IngestParams, catalog: Catalog, mirror: Path, out_table: Path, rejected_dir: Path,
+    params: IngestParams, catalog: Catalog, raw_dir: Path, out_table: Path, rejected_dir: Path,
     report_path: Path,
 ) -> IngestSummary:
-    """Read every file of the selected sources from ``mirror`` into ``out_table``.
+    """Read every file of the selected sources from ``raw_dir`` (and ``params.local``) into ``out_table``.
+
+    Optional catalog files (absent from the public mirror) that were not fetched are skipped and
+    listed in the report; a source none of whose files is present is an error.
 
     Raises:
         IngestError: a file is absent or not in its reader's format (one message, no partial output).
     """
-    sources = [catalog.source(s) for s in params.sources]
+    jobs, skipped = _jobs(params, catalog, raw_dir)
     counts: list[FileCount] = []
     rows: list[dict] = []
-    rejects: dict[str, list[dict]] = {s.id: [] for s in sources}
-    jobs = [(s, f) for s in sources for f in s.files]
+    rejects: dict[str, list[dict]] = {src.id: [] for src, _, _ in jobs}
     with progress() as bar:
         task = bar.add_task("ingest", total=len(jobs))
-        for src, sf in jobs:
-            count, kept, rej = _read_file(src, sf, mirror, params.max_rows_per_file)
+        for src, sf, path in jobs:
+            count, kept, rej = _read_file(src, sf, path, params.max_rows_per_file)
             counts.append(count)
             rows.extend(kept)
             rejects[src.id].extend(rej)
@@ -133,6 +172,6 @@ def run_ingest(
     for source_id, items in rejects.items():
         with open(rejected_dir / f"{source_id}.jsonl", "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in items)
-    summary = IngestSummary(str(mirror), len(table), sum(len(v) for v in rejects.values()), counts)
+    summary = IngestSummary(str(raw_dir), len(table), sum(len(v) for v in rejects.values()), counts, skipped)
     write_json(report_path, summary.to_dict())
     return summary
