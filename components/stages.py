@@ -9,10 +9,15 @@ carry the stage's files together with its report.
 
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-# The project image: the CPU image built from components/Dockerfile (see docs/architecture.md).
-BASE_IMAGE = "ghcr.io/dagllm/dagllm:0.1.0"
+from dagllm.params import ImagesParams
+
+# The project image: the CPU image built from components/Dockerfile. Its one source is
+# `kubeflow.images` in params.yaml: the compiler sets every task's image from there
+# (pipelines/dagllm_pipeline.py); this default only names it at decoration time, and a test
+# checks that it equals params.yaml.
+BASE_IMAGE = ImagesParams().cpu
 
 
 @dsl.component(base_image=BASE_IMAGE)
@@ -69,13 +74,14 @@ def train_op(params_json: str, train: Input[Dataset], model: Output[Model], metr
 
 @dsl.component(base_image=BASE_IMAGE)
 def evaluate_op(params_json: str, canonical: Input[Dataset], model: Input[Model], report: Output[Artifact],
-                metrics: Output[Metrics]):
-    """lm-evaluation-harness on the benchmark splits."""
+                metrics: Output[Metrics], eval_table: Output[Markdown], confusion: Output[ClassificationMetrics]):
+    """lm-evaluation-harness on the benchmark splits; the eval table as Markdown, a confusion matrix."""
     from pathlib import Path
 
     from dagllm.kfp_glue import evaluate
 
-    evaluate(params_json, Path(canonical.path), Path(model.path), Path(report.path), metrics)
+    evaluate(params_json, Path(canonical.path), Path(model.path), Path(report.path), metrics,
+             Path(eval_table.path), confusion)
 
 
 @dsl.component(base_image=BASE_IMAGE)
