@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -245,7 +245,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         node = out
         for depth, key in enumerate(keys):
             known = _known_keys(keys[:depth])
-            if key not in known:
+            if known is not None and key not in known:
                 where = ".".join(keys[:depth]) or "top level"
                 raise ParamsError(
                     f"override {text!r}: unknown key {'.'.join(keys[: depth + 1])!r}; "
@@ -260,11 +260,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def _known_keys(prefix: list[str]) -> set[str]:
-    model: type[BaseModel] = Params
+def _known_keys(prefix: list[str]) -> set[str] | None:
+    """Keys allowed under ``prefix``; None where any key may come (the keys of a mapping field
+    such as ``kubeflow.resources``, which the model validation checks afterwards)."""
+    model: Any = Params
     for key in prefix:
+        if get_origin(model) is dict:  # a mapping: every key leads to its value type
+            model = get_args(model)[1]
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
         field = next(f for n, f in model.model_fields.items() if (f.alias or n) == key)
-        model = field.annotation  # type: ignore[assignment]
+        model = field.annotation
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
     return {(f.alias or n) for n, f in model.model_fields.items()}
 
 
@@ -275,7 +284,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             parent = [str(p) for p in err["loc"][:-1]]
             try:
-                allowed = ", ".join(sorted(_known_keys(parent)))
+                allowed = ", ".join(sorted(_known_keys(parent) or [])) or "see params.yaml"
             except (StopIteration, AttributeError):
                 allowed = "see params.yaml"
             lines.append(f"  {key}: unknown key (allowed here: {allowed})")

@@ -125,3 +125,10 @@ def test_model_files_on_the_pvc(tmp_path: Path):
     assert _model_files_for(p, tmp_path / "other") != target  # one folder per artifact (run, task)
     data["kubeflow"]["model_pvc"] = None
     assert _model_files_for(params_from_dict(data), tmp_path / "x") == tmp_path / "x" / "hf" == model_files(tmp_path / "x")
+
+
+def test_overrides_reach_nested_cluster_settings():
+    p = load_params(REPO / "params.yaml", ["kubeflow.resources.train.memory_limit=8Gi", "kubeflow.gpu.evaluate.count=0"])
+    assert p.kubeflow.resources["train"].memory_limit == "8Gi" and p.kubeflow.gpu["evaluate"].count == 0
+    with pytest.raises(ParamsError, match="allowed at kubeflow.resources.train: cpu_limit"):
+        load_params(REPO / "params.yaml", ["kubeflow.resources.train.memory_limt=8Gi"])
