@@ -9,13 +9,19 @@ carry the stage's files together with its report.
 
 
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-# The project image: the CPU image built from components/Dockerfile (see docs/architecture.md).
-BASE_IMAGE = "ghcr.io/dagllm/dagllm:0.1.0"
+from dagllm.params import ImagesParams
+
+# The project image: the CPU image built from components/Dockerfile. Its one source is
+# `kubeflow.images` in params.yaml: the compiler sets every task's image from there
+# (pipelines/dagllm_pipeline.py); this default only names it at decoration time, and a test
+# checks that it equals params.yaml. `install_kfp_package=False`: the images carry kfp from
+# requirements.lock, so a pod never pip-installs at start (clusters often have no egress).
+BASE_IMAGE = ImagesParams().cpu
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def ingest_op(params_json: str, canonical: Output[Dataset], metrics: Output[Metrics]):
     """Raw source files -> canonical Parquet table (+ quarantine and report)."""
     from pathlib import Path
@@ -25,7 +31,7 @@ def ingest_op(params_json: str, canonical: Output[Dataset], metrics: Output[Metr
     ingest(params_json, Path(canonical.path), metrics)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def render_op(params_json: str, canonical: Input[Dataset], rendered: Output[Dataset], metrics: Output[Metrics]):
     """Canonical rows -> instruction records through the Korean templates."""
     from pathlib import Path
@@ -35,7 +41,7 @@ def render_op(params_json: str, canonical: Input[Dataset], rendered: Output[Data
     render(params_json, Path(canonical.path), Path(rendered.path), metrics)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def validate_op(params_json: str, rendered: Input[Dataset], data_docs: Output[HTML], report: Output[Artifact],
                 metrics: Output[Metrics]):
     """great-expectations suite over the rendered records; fails the run when the suite fails."""
@@ -46,7 +52,7 @@ def validate_op(params_json: str, rendered: Input[Dataset], data_docs: Output[HT
     validate(params_json, Path(rendered.path), Path(data_docs.path), Path(report.path), metrics)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def balance_op(params_json: str, rendered: Input[Dataset], train: Output[Dataset], validation: Output[Dataset],
                metrics: Output[Metrics]):
     """Per-task cap and a stratified train/validation split."""
@@ -57,7 +63,7 @@ def balance_op(params_json: str, rendered: Input[Dataset], train: Output[Dataset
     balance(params_json, Path(rendered.path), Path(train.path), Path(validation.path), metrics)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def train_op(params_json: str, train: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
     """Fine-tune the model; the MLflow run id travels inside the model folder."""
     from pathlib import Path
@@ -67,18 +73,19 @@ def train_op(params_json: str, train: Input[Dataset], model: Output[Model], metr
     run(params_json, Path(train.path), Path(model.path), metrics)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def evaluate_op(params_json: str, canonical: Input[Dataset], model: Input[Model], report: Output[Artifact],
-                metrics: Output[Metrics]):
-    """lm-evaluation-harness on the benchmark splits."""
+                metrics: Output[Metrics], eval_table: Output[Markdown], confusion: Output[ClassificationMetrics]):
+    """lm-evaluation-harness on the benchmark splits; the eval table as Markdown, a confusion matrix."""
     from pathlib import Path
 
     from dagllm.kfp_glue import evaluate
 
-    evaluate(params_json, Path(canonical.path), Path(model.path), Path(report.path), metrics)
+    evaluate(params_json, Path(canonical.path), Path(model.path), Path(report.path), metrics,
+             Path(eval_table.path), confusion)
 
 
-@dsl.component(base_image=BASE_IMAGE)
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
 def register_op(params_json: str, model: Input[Model], eval_report: Input[Artifact], report: Output[Artifact],
                 metrics: Output[Metrics]) -> str:
     """Register the model in MLflow and apply the champion rule; returns the version."""

@@ -3,6 +3,15 @@
 The pipeline has one parameter, ``params_json``: the whole of params.yaml as JSON, with its
 default taken from params.yaml at compile time (nothing is read from the environment). Every
 component parses it into the same typed model the CLI and DVC stages use.
+
+Cluster settings come from the ``kubeflow`` section of params.yaml, also at compile time
+(:func:`apply_cluster_settings`): images, CPU/memory requests and limits on every task, GPUs,
+node selector and tolerations for train and evaluate, the model PVC, Secrets as env, a
+memory-backed /dev/shm for training, retries and caching. kfp.local ignores the Kubernetes part.
+
+Caching: on, except ``ingest`` (the source mirror lives outside the pipeline, so a scheduled
+run must read it again to see new files; the tasks downstream are then cached on their inputs)
+and ``register`` (it changes the MLflow registry and must happen on every run).
 """
 
 
@@ -12,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from kfp import compiler, dsl
+from kfp import kubernetes as k8s
 
 from components.stages import (
     balance_op,
@@ -22,12 +32,16 @@ from components.stages import (
     train_op,
     validate_op,
 )
-from dagllm.params import Params
+from dagllm.params import KubeflowParams, Params
 from dagllm.paths import is_url, resolve_mirror
 from dagllm.tracking import absolute_uri
 
 PIPELINE_NAME = "dagllm"
 DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")
+# Tasks that talk to MLflow (runs, registry): retried, get the credentials, read the model PVC.
+SERVICE_TASKS = ("train", "evaluate", "register")
+GPU_TASKS = ("train", "evaluate")
+NOT_CACHED = ("ingest", "register")
 
 
 def params_json(params: Params) -> str:
@@ -54,10 +68,44 @@ def build_pipeline(params: Params):
         register = register_op(params_json=params_json, model=train.outputs["model"],
                                eval_report=evaluate.outputs["report"]).set_display_name("register in MLflow")
         # Registration talks to the registry and must happen on every run: never cached.
-        register.set_caching_options(False)
+        tasks = {"ingest": ingest, "render": render, "validate": validate, "balance": balance, "train": train,
+                 "evaluate": evaluate, "register": register}
+        for name, task in tasks.items():
+            apply_cluster_settings(task, name, params.kubeflow)
         return register.outputs["Output"]
 
     return dagllm
+
+
+def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams) -> None:
+    """Bake the ``kubeflow`` settings of params.yaml into one task of the DAG.
+
+    Args:
+        task: the pipeline task.
+        name: its stage name (``train``, ``evaluate``, ...).
+        k: the ``kubeflow`` section of the params.
+    """
+    task.set_container_image(k.images.train if name == "train" else k.images.cpu)
+    res = k.task_resources(name)
+    task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
+    task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
+    task.set_caching_options(name not in NOT_CACHED)
+    gpu = k.gpu.get(name)  # type: ignore[call-overload]
+    if name in GPU_TASKS and gpu is not None and gpu.count > 0:
+        task.set_accelerator_type(gpu.accelerator).set_accelerator_limit(gpu.count)
+        for key, value in k.node_selector.items():
+            k8s.add_node_selector(task, label_key=key, label_value=value)
+        for tol in k.tolerations:
+            k8s.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect)
+    if name in SERVICE_TASKS:
+        task.set_retry(k.retries, backoff_duration=k.retry_backoff, backoff_factor=2)
+        for secret in k.secrets:
+            k8s.use_secret_as_env(task, secret_name=secret.name, secret_key_to_env=dict(secret.env))
+        if k.model_pvc is not None:
+            k8s.mount_pvc(task, pvc_name=k.model_pvc, mount_path=k.model_mount)
+    if name == "train":
+        # NCCL and the DataLoader workers share memory through /dev/shm; the container default is 64 MiB.
+        k8s.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=k.shm_size)
 
 
 def compile_pipeline(params: Params, output: Path = DEFAULT_OUTPUT) -> Path:
@@ -77,6 +125,8 @@ def localize(params: Params) -> Params:
         local["path"] = str(Path(local["path"]).resolve())
     data["mlflow"]["tracking_uri"] = absolute_uri(params.mlflow.tracking_uri)
     data["mlflow"]["artifact_root"] = str(Path(params.mlflow.artifact_root).resolve())
+    # No PVC here: the model files stay inside the Model artifact.
+    data["kubeflow"]["model_pvc"] = None
     return Params.model_validate(data)
 
 

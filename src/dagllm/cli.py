@@ -24,7 +24,8 @@ app = typer.Typer(
     "(ingest -> render -> validate -> balance -> train -> evaluate -> register).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-pipeline_app = typer.Typer(help="Kubeflow Pipelines: compile the DAG, run it locally.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Kubeflow Pipelines: compile the DAG, run it locally, submit it to a cluster, "
+                            "schedule retraining.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -222,6 +223,71 @@ def pipeline_run_local(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     out.print(f"[green]✓[/green] pipeline finished: {result}")
+
+
+HostOpt = Annotated[str, typer.Option("--host", help="KFP API endpoint, e.g. http://localhost:8888 "
+                                      "(kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8888:80)")]
+VersionOpt = Annotated[str | None, typer.Option("--version-name", help="pipeline version name "
+                                                "(default: UTC timestamp + params digest)")]
+
+
+def _remote(action: Callable[[], Any]) -> None:
+    """Run a submit/schedule call; server and argument errors become one line."""
+    from kfp_server_api.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    from pipelines.submit import SubmitError
+
+    try:
+        sub = action()
+    except (ParamsError, CatalogError, SubmitError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ApiException as exc:
+        console.print(f"[red]error:[/red] KFP server answered {exc.status} {exc.reason}: {str(exc.body)[:300]}")
+        raise typer.Exit(1) from None
+    except HTTPError as exc:
+        console.print(f"[red]error:[/red] cannot reach the KFP server: {exc}")
+        raise typer.Exit(1) from None
+    for line in sub.lines():
+        out.print(f"[green]✓[/green] {line}")
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(
+    host: HostOpt,
+    params: ParamsOpt = DEFAULT_PARAMS_FILE,
+    overrides: Overrides = None,
+    run_name: Annotated[str | None, typer.Option(help="run display name (default: the version name)")] = None,
+    version_name: VersionOpt = None,
+) -> None:
+    """Upload the DAG as a new pipeline version and start one run in the experiment.
+
+    The experiment is kubeflow.experiment, the run's service account kubeflow.service_account;
+    overrides change the run's params_json, e.g. mlflow.tracking_uri=http://mlflow.dagllm:5000.
+    """
+    from pipelines.submit import submit
+
+    _remote(lambda: submit(_params(params, overrides), host, run_name, version_name))
+
+
+@pipeline_app.command("schedule")
+def pipeline_schedule(
+    host: HostOpt,
+    cron: Annotated[str, typer.Option("--cron", help="when to retrain: 5-field cron ('0 3 * * 1' = Mondays "
+                                      "03:00) or KFP's 6-field form with seconds first")],
+    params: ParamsOpt = DEFAULT_PARAMS_FILE,
+    overrides: Overrides = None,
+    name: Annotated[str | None, typer.Option(help="recurring run name (default: dagllm-retrain)")] = None,
+    version_name: VersionOpt = None,
+) -> None:
+    """Upload the DAG as a new pipeline version and create a recurring run (scheduled retraining).
+
+    One run at a time (max_concurrency 1), missed runs are not caught up.
+    """
+    from pipelines.submit import schedule
+
+    _remote(lambda: schedule(_params(params, overrides), host, cron, name, version_name))
 
 
 def main() -> None:  # pragma: no cover - console entry point

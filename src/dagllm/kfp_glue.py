@@ -7,6 +7,7 @@ names as the DVC layout, so a folder artifact looks like a small slice of the wo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -21,6 +22,12 @@ class MetricsSink(Protocol):
     path: str
 
     def log_metric(self, metric: str, value: float) -> None: ...
+
+
+class ConfusionSink(Protocol):
+    path: str
+
+    def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None: ...
 
 
 def _params(params_json: str) -> Params:
@@ -97,25 +104,114 @@ def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSi
     from dagllm.stages.train import run_train
 
     p = _params(params_json)
-    s = run_train(p.train, p.mlflow, train_dir / "records.parquet", model_dir / "hf", model_dir / "train_run.json",
-                  model_dir / "train_metrics.json", model_dir / "train_loss.csv", pipeline_run="kfp")
+    s = run_train(p.train, p.mlflow, train_dir / "records.parquet", _model_files_for(p, model_dir),
+                  model_dir / "train_run.json", model_dir / "train_metrics.json", model_dir / "train_loss.csv",
+                  pipeline_run="kfp")
     _log(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})
 
 
-def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, report_dir: Path, metrics: MetricsSink) -> None:
+def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, report_dir: Path, metrics: MetricsSink,
+             table_path: Path | None = None, confusion: ConfusionSink | None = None) -> None:
+    """Score the model; optionally write the Markdown eval table and a confusion matrix.
+
+    The table comes from ``report_dir/metrics.json``; the confusion matrix from the per-item
+    samples of the task the registry compares (``register.metric``), when they carry a target
+    and one log-likelihood per choice.
+    """
     from dagllm.stages.evaluate import run_evaluate
 
     p = _params(params_json)
-    s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_dir / "hf",
+    s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
                      model_dir / "train_run.json", report_dir)
     _log(metrics, {f"{t}.{m}": v for t, ms in s.metrics.items() for m, v in ms.items()})
+    if table_path is not None:
+        table_path.parent.mkdir(parents=True, exist_ok=True)
+        table_path.write_text(eval_markdown(json.loads((report_dir / "metrics.json").read_text(encoding="utf-8"))),
+                              encoding="utf-8")
+    if confusion is not None:
+        task = p.register_.metric.split(".")[0]
+        cm = confusion_matrix(report_dir / "samples" / f"{task}.jsonl")
+        if cm is not None:
+            confusion.log_confusion_matrix(*cm)
 
 
 def register(params_json: str, model_dir: Path, eval_dir: Path, report_path: Path, metrics: MetricsSink) -> str:
     from dagllm.stages.register import run_register
 
     p = _params(params_json)
-    s = run_register(p.register_, p.mlflow, model_dir / "hf", model_dir / "train_run.json",
+    s = run_register(p.register_, p.mlflow, model_files(model_dir), model_dir / "train_run.json",
                      eval_dir / "metrics.json", report_path)
     _log(metrics, {"version": int(s.version), "champion": int("champion" in s.aliases)})
     return s.version
+
+
+# --- model files: inside the Model artifact, or on the PVC the cluster mounts ----------------------
+
+LOCATION_FILE = "location.json"
+
+
+def _model_files_for(p: Params, model_dir: Path) -> Path:
+    """Where train writes the HF model: ``model_dir/hf``, or a per-run folder on the model PVC.
+
+    On a cluster (``kubeflow.model_pvc`` set) large files stay on the PVC and the Model artifact
+    holds ``location.json`` pointing at them, so nothing big is copied to the object store between
+    tasks. The folder name is derived from the artifact path, which is unique per run and task.
+    """
+    if p.kubeflow.model_pvc is None:
+        return model_dir / "hf"
+    mount = Path(p.kubeflow.model_mount)
+    if not mount.is_dir():
+        raise FileNotFoundError(f"kubeflow.model_pvc={p.kubeflow.model_pvc!r} but {mount} is not mounted; mount the "
+                                "PVC (the compiled pipeline does) or set kubeflow.model_pvc: null")
+    key = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]
+    target = mount / "runs" / key / "hf"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / LOCATION_FILE).write_text(json.dumps({"hf": str(target)}), encoding="utf-8")
+    return target
+
+
+def model_files(model_dir: Path) -> Path:
+    """The HF model folder of a Model artifact (follows ``location.json`` to the PVC)."""
+    loc = model_dir / LOCATION_FILE
+    if loc.is_file():
+        return Path(json.loads(loc.read_text(encoding="utf-8"))["hf"])
+    return model_dir / "hf"
+
+
+# --- typed report artifacts ----------------------------------------------------------------------
+
+
+def eval_markdown(report: dict[str, Any]) -> str:
+    """A Markdown table (task, metric, value, items) from an evaluation ``metrics.json``."""
+    lines = ["| task | metric | value | items |", "| --- | --- | ---: | ---: |"]
+    samples = report.get("samples", {})
+    for task, values in sorted(report.get("metrics", {}).items()):
+        for metric, value in sorted(values.items()):
+            lines.append(f"| {task} | {metric} | {float(value):.4f} | {samples.get(task, '')} |")
+    header = f"lm-evaluation-harness {report.get('lm_eval_version', '?')}, {report.get('num_fewshot', 0)}-shot"
+    return f"### Evaluation\n\n{header}\n\n" + "\n".join(lines) + "\n"
+
+
+def confusion_matrix(samples_path: Path) -> tuple[list[str], list[list[int]]] | None:
+    """Confusion matrix (target x argmax log-likelihood) of a per-item samples file.
+
+    Returns None when the file is absent or its items carry no integer ``target`` and
+    ``loglikelihoods`` (a task that is not multiple choice).
+    """
+    if not samples_path.is_file():
+        return None
+    pairs: list[tuple[int, int]] = []
+    n_choices = 0
+    for line in samples_path.read_text(encoding="utf-8").splitlines():
+        item = json.loads(line)
+        lls, target = item.get("loglikelihoods"), item.get("target")
+        if not lls or not isinstance(target, int):
+            return None
+        n_choices = max(n_choices, len(lls), target + 1)
+        pairs.append((target, max(range(len(lls)), key=lls.__getitem__)))
+    if not pairs:
+        return None
+    matrix = [[0] * n_choices for _ in range(n_choices)]
+    for t, pred in pairs:
+        matrix[t][pred] += 1
+    return [str(i) for i in range(n_choices)], matrix

@@ -11,7 +11,7 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -143,6 +143,82 @@ class MlflowParams(_Section):
     experiment: str = "dagllm"
 
 
+# --- kubeflow: cluster settings the KFP compiler bakes into the pipeline spec -------------------
+# Only the compiler reads these (pipelines/); stage code never does. kfp.local ignores them.
+
+_QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti)?$"
+
+
+class TaskResources(_Section):
+    """CPU/memory requests and limits of one pipeline task (Kubernetes quantities)."""
+
+    cpu_request: str = Field("1", pattern=_QUANTITY)
+    cpu_limit: str = Field("2", pattern=_QUANTITY)
+    memory_request: str = Field("2Gi", pattern=_QUANTITY)
+    memory_limit: str = Field("4Gi", pattern=_QUANTITY)
+
+
+class GpuParams(_Section):
+    """Accelerators of one task: count and the KFP accelerator type (resource name)."""
+
+    count: int = Field(1, ge=0, le=16, description="GPUs per task; 0 = CPU only")
+    accelerator: str = Field("nvidia.com/gpu", min_length=1, description="Kubernetes resource name of the GPU")
+
+
+class TolerationParams(_Section):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class SecretEnvParams(_Section):
+    """A Kubernetes Secret whose keys become environment variables (values never in git)."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    env: dict[str, str] = Field(min_length=1, description="secret key -> environment variable")
+
+
+class ImagesParams(_Section):
+    """The component images, pinned tags (components/Dockerfile and components/Dockerfile.train)."""
+
+    cpu: str = Field("ghcr.io/dagllm/dagllm:0.1.0", pattern=r"^[^:@\s]+(:[\w][\w.-]*)(@sha256:[0-9a-f]{64})?$")
+    train: str = Field("ghcr.io/dagllm/dagllm-train:0.1.0-cu128",
+                       pattern=r"^[^:@\s]+(:[\w][\w.-]*)(@sha256:[0-9a-f]{64})?$")
+
+    @model_validator(mode="after")
+    def _no_latest(self) -> ImagesParams:
+        for img in (self.cpu, self.train):
+            if img.split("@")[0].endswith(":latest"):
+                raise ValueError(f"image {img!r}: pin a version tag, not :latest")
+        return self
+
+
+class KubeflowParams(_Section):
+    """How the DAG runs on a cluster: images, resources, GPUs, volumes, secrets, retries."""
+
+    images: ImagesParams = ImagesParams()
+    resources: dict[Literal["ingest", "render", "validate", "balance", "train", "evaluate", "register"],
+                    TaskResources] = Field(default_factory=dict, description="per task; unset tasks use the defaults")
+    gpu: dict[Literal["train", "evaluate"], GpuParams] = Field(default_factory=dict)
+    node_selector: dict[str, str] = Field(default_factory=dict, description="for the GPU tasks (train, evaluate)")
+    tolerations: list[TolerationParams] = Field(default_factory=list, description="for the GPU tasks")
+    model_pvc: str | None = Field("dagllm-models", description="existing PVC for checkpoints and model "
+                                  "files (train, evaluate, register); null = keep them inside the artifact")
+    model_mount: str = Field("/mnt/models", pattern=r"^/")
+    shm_size: str = Field("16Gi", pattern=_QUANTITY, description="memory-backed /dev/shm for training")
+    secrets: list[SecretEnvParams] = Field(default_factory=list, description="mounted as env on train, "
+                                           "evaluate and register (object store, MLflow)")
+    retries: int = Field(3, ge=0, le=10, description="retries of the tasks that talk to MLflow")
+    retry_backoff: str = Field("60s", pattern=r"^[0-9]+s$")
+    experiment: str = Field("dagllm", min_length=1, description="KFP experiment for submit and schedule")
+    service_account: str = Field("dagllm-pipeline-runner", min_length=1)
+
+    def task_resources(self, task: str) -> TaskResources:
+        """Resources of ``task``, the defaults when params.yaml does not name it."""
+        return self.resources.get(task, TaskResources())  # type: ignore[call-overload]
+
+
 class Params(_Section):
     paths: PathsParams = PathsParams()
     fetch: FetchParams = FetchParams()
@@ -154,6 +230,7 @@ class Params(_Section):
     evaluate: EvaluateParams
     register_: RegisterParams = Field(RegisterParams(), alias="register")
     mlflow: MlflowParams = MlflowParams()
+    kubeflow: KubeflowParams = KubeflowParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -191,7 +268,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         node = out
         for depth, key in enumerate(keys):
             known = _known_keys(keys[:depth])
-            if key not in known:
+            if known is not None and key not in known:
                 where = ".".join(keys[:depth]) or "top level"
                 raise ParamsError(
                     f"override {text!r}: unknown key {'.'.join(keys[: depth + 1])!r}; "
@@ -206,11 +283,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def _known_keys(prefix: list[str]) -> set[str]:
-    model: type[BaseModel] = Params
+def _known_keys(prefix: list[str]) -> set[str] | None:
+    """Keys allowed under ``prefix``; None where any key may come (the keys of a mapping field
+    such as ``kubeflow.resources``, which the model validation checks afterwards)."""
+    model: Any = Params
     for key in prefix:
+        if get_origin(model) is dict:  # a mapping: every key leads to its value type
+            model = get_args(model)[1]
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
         field = next(f for n, f in model.model_fields.items() if (f.alias or n) == key)
-        model = field.annotation  # type: ignore[assignment]
+        model = field.annotation
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
     return {(f.alias or n) for n, f in model.model_fields.items()}
 
 
@@ -221,7 +307,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
         if err["type"] == "extra_forbidden":
             parent = [str(p) for p in err["loc"][:-1]]
             try:
-                allowed = ", ".join(sorted(_known_keys(parent)))
+                allowed = ", ".join(sorted(_known_keys(parent) or [])) or "see params.yaml"
             except (StopIteration, AttributeError):
                 allowed = "see params.yaml"
             lines.append(f"  {key}: unknown key (allowed here: {allowed})")

@@ -22,19 +22,20 @@ def test_kept_yaml_matches_the_code(tmp_path: Path):
 
 
 def test_compiled_spec_wiring_and_defaults():
-    spec = yaml.safe_load(COMPILED.read_text())
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))  # 2nd document: the Kubernetes platform spec
     tasks = spec["root"]["dag"]["tasks"]
     assert sorted(tasks) == sorted(STAGES)
     default = spec["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"]
     assert json.loads(default) == load_params(REPO / "params.yaml").to_dict()
     assert tasks["register-op"]["cachingOptions"] == {}  # caching off: it talks to the registry
+    assert tasks["ingest-op"]["cachingOptions"] == {}  # caching off: the mirror lives outside the pipeline
     assert tasks["train-op"]["cachingOptions"] == {"enableCache": True}
     assert tasks["balance-op"]["dependentTasks"] == ["render-op", "validate-op"]
     evaluate_inputs = tasks["evaluate-op"]["inputs"]["artifacts"]
     assert evaluate_inputs["model"]["taskOutputArtifact"]["producerTask"] == "train-op"
     assert evaluate_inputs["canonical"]["taskOutputArtifact"]["producerTask"] == "ingest-op"
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert len(images) == 1 and not images.pop().endswith(":latest")
+    assert len(images) == 2 and not any(i.endswith(":latest") for i in images)  # CPU image + training image
 
 
 def test_localize_makes_paths_absolute(workdir: Path):
@@ -55,3 +56,7 @@ def test_whole_dag_runs_under_kfp_local(workdir: Path):
     assert len(runs) == 1
     html = list((runs[0] / "validate-op").rglob("data_docs"))
     assert html and html[0].read_text().lstrip().lower().startswith("<!doctype html")
+    table = list((runs[0] / "evaluate-op").rglob("eval_table"))
+    assert table and "| kobest_copa | acc |" in table[0].read_text()
+    model = next((runs[0] / "train-op").rglob("model"))
+    assert (model / "hf" / "config.json").is_file()  # kfp.local: no PVC, the files stay in the artifact

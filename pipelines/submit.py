@@ -1,0 +1,144 @@
+"""Submit the DAG to a Kubeflow Pipelines server: one run now, or a recurring run on a cron schedule.
+
+Both paths compile the pipeline from the given params (the same defaults as
+``dagllm pipeline compile``), upload it as a new *version* of the ``dagllm`` pipeline (creating
+the pipeline on first use), find or create the experiment (``kubeflow.experiment``), and then
+create a run or a recurring run whose ``params_json`` argument is the given params. They talk to
+the KFP v2beta1 REST API through :class:`kfp.Client`.
+"""
+
+# No `from __future__ import annotations`: kept like the rest of pipelines/ (kfp reads annotations).
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from dagllm.params import Params
+from pipelines.dagllm_pipeline import PIPELINE_NAME, compile_pipeline, params_json
+
+_CRON_FIELD = re.compile(r"^[\d*/,\-?A-Za-z]+$")
+
+
+class SubmitError(ValueError):
+    """The server refused a request, or an argument (cron, host) is invalid."""
+
+
+@dataclass
+class Submission:
+    """What was created on the server."""
+
+    host: str
+    pipeline_id: str
+    version_id: str
+    version_name: str
+    experiment_id: str
+    run_id: str | None = None
+    recurring_run_id: str | None = None
+    cron: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        out = [f"pipeline {self.pipeline_id} version {self.version_name} ({self.version_id}) on {self.host}",
+               f"experiment {self.experiment_id}"]
+        if self.run_id:
+            out.append(f"run {self.run_id}")
+        if self.recurring_run_id:
+            out.append(f"recurring run {self.recurring_run_id} on cron '{self.cron}'")
+        return out
+
+
+def kfp_cron(expr: str) -> str:
+    """Normalise a cron expression to the 6-field form KFP expects (seconds first).
+
+    A standard 5-field expression (``minute hour day month weekday``) gets ``0`` seconds.
+
+    Raises:
+        SubmitError: not 5 or 6 fields, or a field with characters cron does not use.
+    """
+    fields = expr.split()
+    if len(fields) not in (5, 6) or not all(_CRON_FIELD.match(f) for f in fields):
+        raise SubmitError(f"cron {expr!r}: expected 5 fields (minute hour day month weekday) or 6 with seconds "
+                          "first, e.g. '0 3 * * 1' for Mondays at 03:00")
+    return " ".join(["0", *fields] if len(fields) == 5 else fields)
+
+
+def _client(host: str, client: Any = None) -> Any:
+    if client is not None:
+        return client
+    if not host.startswith(("http://", "https://")):
+        raise SubmitError(f"host {host!r}: give the KFP API URL, e.g. http://localhost:8888 "
+                          "(kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8888:80)")
+    import kfp
+
+    return kfp.Client(host=host)
+
+
+def _upload(client: Any, params: Params, version_name: str) -> tuple[str, str]:
+    """Compile, upload as a new version (creating the pipeline if needed); returns (pipeline, version) ids."""
+    with tempfile.TemporaryDirectory() as tmp:
+        package = str(compile_pipeline(params, Path(tmp) / "dagllm.yaml"))
+        pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
+        if pipeline_id is None:
+            # First use: KFP creates the pipeline with a first version named after it; the named
+            # version below is the one the run uses, so every run points at a version we named.
+            pipeline_id = client.upload_pipeline(package, pipeline_name=PIPELINE_NAME,
+                                                 description="dagllm: Korean instruction tuning").pipeline_id
+        version = client.upload_pipeline_version(package, pipeline_version_name=version_name,
+                                                 pipeline_id=pipeline_id)
+    return pipeline_id, version.pipeline_version_id
+
+
+def _prepare(params: Params, host: str, version_name: str | None, client: Any) -> tuple[Any, Submission]:
+    kfp_client = _client(host, client)
+    name = version_name or f"{PIPELINE_NAME}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{params.digest()[:8]}"
+    pipeline_id, version_id = _upload(kfp_client, params, name)
+    experiment = kfp_client.create_experiment(params.kubeflow.experiment)  # returns the existing one if any
+    return kfp_client, Submission(host, pipeline_id, version_id, name, experiment.experiment_id)
+
+
+def submit(params: Params, host: str, run_name: str | None = None, version_name: str | None = None,
+           client: Any = None) -> Submission:
+    """Upload a pipeline version and create one run of it in the experiment.
+
+    Args:
+        params: the params the pipeline is compiled with and run with.
+        host: the KFP API endpoint.
+        run_name: the run's display name (default: version name).
+        version_name: the pipeline version's name (default: timestamp + params digest).
+        client: a ``kfp.Client`` to use instead of making one for ``host``.
+    """
+    kfp_client, sub = _prepare(params, host, version_name, client)
+    run = kfp_client.run_pipeline(sub.experiment_id, run_name or sub.version_name, pipeline_id=sub.pipeline_id,
+                                  version_id=sub.version_id, params={"params_json": params_json(params)},
+                                  service_account=params.kubeflow.service_account)
+    sub.run_id = run.run_id
+    return sub
+
+
+def schedule(params: Params, host: str, cron: str, name: str | None = None, version_name: str | None = None,
+             client: Any = None) -> Submission:
+    """Upload a pipeline version and create a recurring run of it (scheduled retraining).
+
+    At most one run at a time, no catch-up of missed runs.
+
+    Args:
+        params: the params the pipeline is compiled with and run with.
+        host: the KFP API endpoint.
+        cron: 5-field cron (or KFP's 6-field form with seconds first).
+        name: the recurring run's name (default: ``dagllm-retrain``).
+        version_name: the pipeline version's name.
+        client: a ``kfp.Client`` to use instead of making one for ``host``.
+    """
+    cron6 = kfp_cron(cron)
+    kfp_client, sub = _prepare(params, host, version_name, client)
+    rec = kfp_client.create_recurring_run(
+        sub.experiment_id, name or f"{PIPELINE_NAME}-retrain", description="scheduled retraining",
+        cron_expression=cron6, max_concurrency=1, no_catchup=True, pipeline_id=sub.pipeline_id,
+        version_id=sub.version_id, params={"params_json": params_json(params)},
+        service_account=params.kubeflow.service_account, enabled=True)
+    sub.recurring_run_id, sub.cron = rec.recurring_run_id, cron6
+    return sub

@@ -1,0 +1,174 @@
+"""k8s/: every overlay renders with `kubectl kustomize`, validates against the Kubernetes schemas
+(kubernetes-validate), and follows the project's policy (pinned images, limits, non-root, no
+plain-text secrets). No API server runs here: this is what can be checked offline.
+"""
+
+import copy
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from dagllm.params import load_params
+
+from ..conftest import REPO
+
+K8S = REPO / "k8s"
+OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if (p / "kustomization.yaml").is_file())
+K8S_VERSION = "1.32.0"
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
+SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|_URI$|CREDENTIAL", re.I)
+
+def _render(overlay: str) -> list[dict]:
+    assert shutil.which("kubectl"), "kubectl is needed to render the overlays (.ci/run installs it)"
+    out = subprocess.run(["kubectl", "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request) -> tuple[str, list[dict]]:
+    return request.param, _render(request.param)
+
+
+def _pod_templates(doc: dict) -> list[tuple[str, dict]]:
+    """(where, pod template) of a workload, including each replica of a PyTorchJob."""
+    if doc["kind"] in WORKLOADS:
+        return [(f"{doc['kind']}/{doc['metadata']['name']}", doc["spec"]["template"])]
+    if doc["kind"] == "PyTorchJob":
+        return [(f"PyTorchJob/{doc['metadata']['name']}/{role}", spec["template"])
+                for role, spec in doc["spec"]["pytorchReplicaSpecs"].items()]
+    return []
+
+
+def test_overlays_exist():
+    assert {"dev", "prod"} <= set(OVERLAYS)
+
+
+def test_schemas(rendered):
+    """Built-in kinds against the Kubernetes schemas; the PyTorchJob's pod templates as PodTemplates."""
+    name, docs = rendered
+    for doc in docs:
+        if doc["apiVersion"].startswith("kubeflow.org/"):
+            for where, tmpl in _pod_templates(doc):
+                wrapped = {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "x"}, "template": tmpl}
+                kubernetes_validate.validate(wrapped, K8S_VERSION, strict=True)
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "Service", "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding",
+            "NetworkPolicy", "PyTorchJob", "ConfigMap"} <= kinds, name
+
+
+def test_schema_check_can_fail():
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
+           "spec": {"replicas": "two", "selector": {}, "template": {}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def _violations(docs: list[dict]) -> list[str]:
+    found = []
+    for doc in docs:
+        kind, name = doc["kind"], doc["metadata"]["name"]
+        if kind == "Secret" and (doc.get("data") or doc.get("stringData")):
+            found.append(f"Secret/{name}: secret values in the manifests")
+        for where, tmpl in _pod_templates(doc):
+            pod = tmpl["spec"]
+            psc = pod.get("securityContext", {})
+            for c in pod.get("initContainers", []) + pod["containers"]:
+                at = f"{where}/{c['name']}"
+                image = c["image"]
+                tag = image.split("@")[0].rpartition(":")[2] if ":" in image.split("/")[-1] else ""
+                if not tag or tag == "latest":
+                    found.append(f"{at}: image {image} has no pinned tag")
+                res = c.get("resources", {})
+                for part in ("requests", "limits"):
+                    if not {"cpu", "memory"} <= set(res.get(part, {})):
+                        found.append(f"{at}: resources.{part} lacks cpu or memory")
+                sc = c.get("securityContext", {})
+                if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) and sc.get("runAsUser", psc.get("runAsUser"))):
+                    found.append(f"{at}: not runAsNonRoot with a runAsUser")
+                if sc.get("allowPrivilegeEscalation") is not False or sc.get("privileged"):
+                    found.append(f"{at}: allowPrivilegeEscalation must be false, no privileged")
+                if "ALL" not in sc.get("capabilities", {}).get("drop", []):
+                    found.append(f"{at}: capabilities must drop ALL")
+                for env in c.get("env", []):
+                    if SECRETISH.search(env["name"]) and "value" in env:
+                        found.append(f"{at}: env {env['name']} is a plain value; use a secretKeyRef")
+    return found
+
+
+def test_policy(rendered):
+    name, docs = rendered
+    assert _violations(docs) == [], name
+
+
+def test_policy_catches_violations(rendered):
+    _, docs = rendered
+    deploy = copy.deepcopy(next(d for d in docs if d["kind"] == "Deployment"))
+    c = deploy["spec"]["template"]["spec"]["containers"][0]
+    c["image"] = "ghcr.io/mlflow/mlflow:latest"
+    del c["resources"]["limits"]
+    c["securityContext"]["allowPrivilegeEscalation"] = True
+    c["env"].append({"name": "AWS_SECRET_ACCESS_KEY", "value": "hunter2"})
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}}
+    found = "\n".join(_violations([deploy, secret]))
+    for expected in ("no pinned tag", "resources.limits", "allowPrivilegeEscalation", "plain value", "secret values"):
+        assert expected in found
+
+
+def test_workloads_use_the_pinned_project_images(rendered):
+    _, docs = rendered
+    images = load_params(REPO / "params.yaml").kubeflow.images
+    by_where = {where: [c["image"] for c in t["spec"]["containers"]] for d in docs for where, t in _pod_templates(d)}
+    assert by_where["Deployment/mlflow"] == [images.cpu]
+    assert all(imgs == [images.train] for w, imgs in by_where.items() if w.startswith("PyTorchJob/"))
+
+
+def test_training_job_is_consistent(rendered):
+    """DeepSpeed launcher per node; GPUs per node in the env equal the GPU limit; PVC and shm mounted."""
+    _, docs = rendered
+    job = next(d for d in docs if d["kind"] == "PyTorchJob")
+    for role, spec in job["spec"]["pytorchReplicaSpecs"].items():
+        pod = spec["template"]["spec"]
+        c = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert c["name"] == "pytorch" and "deepspeed --no_ssh" in c["args"][0], role
+        assert env["GPUS_PER_NODE"] == c["resources"]["limits"]["nvidia.com/gpu"], role
+        nodes = sum(s["replicas"] for s in job["spec"]["pytorchReplicaSpecs"].values())
+        assert env["NUM_NODES"] == str(nodes), role
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        assert {"/mnt/models", "/dev/shm"} <= mounts
+        vols = {v["name"]: v for v in pod["volumes"]}
+        assert vols["dshm"]["emptyDir"]["medium"] == "Memory"
+        assert vols["models"]["persistentVolumeClaim"]["claimName"] == load_params(REPO / "params.yaml").kubeflow.model_pvc
+
+
+def test_secret_references_are_documented(rendered):
+    """Every Secret the manifests and the pipeline reference is listed in docs/deploy.md."""
+    _, docs = rendered
+    refs = set(re.findall(r"secretKeyRef: \{name: ([\w-]+)", "\n".join(
+        p.read_text() for p in K8S.rglob("*.yaml"))))
+    refs |= {s.name for s in load_params(REPO / "params.yaml").kubeflow.secrets}
+    deploy = (REPO / "docs/deploy.md").read_text()
+    missing = sorted(r for r in refs if f"create secret generic {r} " not in deploy)
+    assert not missing, f"docs/deploy.md does not show how to create: {missing}"
+
+
+def test_serve_has_a_documented_place():
+    base = (K8S / "base/kustomization.yaml").read_text()
+    assert "# - ../serve" in base or "- ../serve" in base
+    assert "k8s/serve/" in (K8S / "README.md").read_text()
+
+
+def test_no_secret_material_in_the_tree():
+    for path in list(K8S.rglob("*")) + [REPO / "params.yaml", REPO / ".dvc/config"]:
+        if path.is_file():
+            text = path.read_text()
+            assert not re.search(r"(?i)(secret_access_key|password)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{12,}", text), path
+            assert "kind: Secret" not in text, path

@@ -1,0 +1,134 @@
+"""Cluster settings in the compiled spec: the Kubernetes platform section and the task resources."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.stages import BASE_IMAGE
+from dagllm.kfp_glue import _model_files_for, confusion_matrix, eval_markdown, model_files
+from dagllm.params import ParamsError, load_params, params_from_dict
+
+from ..conftest import REPO, small_params
+
+COMPILED = REPO / "pipelines/compiled/dagllm.yaml"
+PARAMS = load_params(REPO / "params.yaml")
+
+
+@pytest.fixture(scope="module")
+def docs():
+    pipeline, platform = yaml.safe_load_all(COMPILED.read_text())
+    return pipeline, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def test_every_task_has_requests_and_limits(docs):
+    pipeline, _ = docs
+    executors = pipeline["deploymentSpec"]["executors"]
+    assert len(executors) == 7
+    for name, ex in executors.items():
+        res = ex["container"]["resources"]
+        for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
+            assert res.get(key), f"{name}: {key} missing"
+    train = executors["exec-train-op"]["container"]["resources"]
+    assert train["resourceMemoryLimit"] == PARAMS.kubeflow.resources["train"].memory_limit
+
+
+def test_gpu_node_selector_tolerations_only_on_train_and_evaluate(docs):
+    pipeline, k8s = docs
+    executors = pipeline["deploymentSpec"]["executors"]
+    for name in ("train", "evaluate"):
+        acc = executors[f"exec-{name}-op"]["container"]["resources"]["accelerator"]
+        assert acc["resourceType"] == "nvidia.com/gpu" and acc["resourceCount"] == "1"
+        assert k8s[f"exec-{name}-op"]["nodeSelector"]["labels"] == {"nvidia.com/gpu.present": "true"}
+        assert k8s[f"exec-{name}-op"]["tolerations"] == [{"effect": "NoSchedule", "key": "nvidia.com/gpu",
+                                                          "operator": "Exists"}]
+    for name in ("ingest", "render", "validate", "balance", "register"):
+        assert "accelerator" not in executors[f"exec-{name}-op"]["container"]["resources"]
+        assert "nodeSelector" not in k8s.get(f"exec-{name}-op", {})
+
+
+def test_pvc_secrets_and_shm(docs):
+    _, k8s = docs
+    for name in ("train", "evaluate", "register"):
+        ex = k8s[f"exec-{name}-op"]
+        assert [(m["constant"], m["mountPath"]) for m in ex["pvcMount"]] == [("dagllm-models", "/mnt/models")]
+        envs = {e["envVar"]: (s["secretName"], e["secretKey"]) for s in ex["secretAsEnv"] for e in s["keyToEnv"]}
+        assert envs["AWS_SECRET_ACCESS_KEY"] == ("dagllm-object-store", "secret_access_key")
+        assert envs["MLFLOW_TRACKING_PASSWORD"] == ("dagllm-mlflow", "password")
+    assert k8s["exec-train-op"]["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm",
+                                                        "sizeLimit": "16Gi", "volumeName": "dshm"}]
+    assert set(k8s) == {"exec-train-op", "exec-evaluate-op", "exec-register-op"}  # CPU data tasks: nothing
+
+
+def test_retries_caching_display_names(docs):
+    pipeline, _ = docs
+    tasks = pipeline["root"]["dag"]["tasks"]
+    for name in ("train-op", "evaluate-op", "register-op"):
+        assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
+    assert "retryPolicy" not in tasks["render-op"]
+    cached = {n for n, t in tasks.items() if t["cachingOptions"].get("enableCache")}
+    assert cached == {"render-op", "validate-op", "balance-op", "train-op", "evaluate-op"}
+    assert all(t["taskInfo"]["name"] != n for n, t in tasks.items())  # every task has a display name
+
+
+def test_typed_outputs(docs):
+    pipeline, _ = docs
+    outs = pipeline["components"]["comp-evaluate-op"]["outputDefinitions"]["artifacts"]
+    assert outs["eval_table"]["artifactType"]["schemaTitle"] == "system.Markdown"
+    assert outs["confusion"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
+    docs_out = pipeline["components"]["comp-validate-op"]["outputDefinitions"]["artifacts"]["data_docs"]
+    assert docs_out["artifactType"]["schemaTitle"] == "system.HTML"
+
+
+def test_images_come_from_params(docs):
+    pipeline, _ = docs
+    images = {n: e["container"]["image"] for n, e in pipeline["deploymentSpec"]["executors"].items()}
+    assert images.pop("exec-train-op") == PARAMS.kubeflow.images.train
+    assert set(images.values()) == {PARAMS.kubeflow.images.cpu} == {BASE_IMAGE}
+
+
+def test_cluster_params_are_checked():
+    bad = small_params()
+    bad["kubeflow"] = {"images": {"cpu": "ghcr.io/dagllm/dagllm:latest"}}
+    with pytest.raises(ParamsError, match="latest"):
+        params_from_dict(bad)
+    bad["kubeflow"] = {"resources": {"train": {"memory_limit": "lots"}}}
+    with pytest.raises(ParamsError, match="kubeflow.resources.train.memory_limit"):
+        params_from_dict(bad)
+    bad["kubeflow"] = {"resources": {"trian": {}}}
+    with pytest.raises(ParamsError, match="trian"):
+        params_from_dict(bad)
+
+
+def test_eval_markdown_and_confusion(tmp_path: Path):
+    md = eval_markdown({"lm_eval_version": "0.4.13", "num_fewshot": 0, "samples": {"kobest_copa": 4},
+                        "metrics": {"kobest_copa": {"acc": 0.75, "macro_f1": 0.7333}}})
+    assert "| kobest_copa | acc | 0.7500 | 4 |" in md and md.count("\n| kobest_copa") == 2
+    samples = tmp_path / "s.jsonl"
+    rows = [(0, [-1.0, -2.0]), (0, [-3.0, -2.0]), (1, [-5.0, -1.0]), (1, [-0.5, -1.0])]
+    samples.write_text("\n".join(json.dumps({"target": t, "loglikelihoods": ll}) for t, ll in rows))
+    assert confusion_matrix(samples) == (["0", "1"], [[1, 1], [1, 1]])
+    samples.write_text(json.dumps({"target": "text", "loglikelihoods": []}))
+    assert confusion_matrix(samples) is None and confusion_matrix(tmp_path / "absent.jsonl") is None
+
+
+def test_model_files_on_the_pvc(tmp_path: Path):
+    data = small_params()
+    data["kubeflow"] = {"model_pvc": "dagllm-models", "model_mount": str(tmp_path / "pvc")}
+    p = params_from_dict(data)
+    with pytest.raises(FileNotFoundError, match="not mounted"):
+        _model_files_for(p, tmp_path / "artifact")
+    (tmp_path / "pvc").mkdir()
+    target = _model_files_for(p, tmp_path / "artifact")
+    assert target.is_relative_to(tmp_path / "pvc") and model_files(tmp_path / "artifact") == target
+    assert _model_files_for(p, tmp_path / "other") != target  # one folder per artifact (run, task)
+    data["kubeflow"]["model_pvc"] = None
+    assert _model_files_for(params_from_dict(data), tmp_path / "x") == tmp_path / "x" / "hf" == model_files(tmp_path / "x")
+
+
+def test_overrides_reach_nested_cluster_settings():
+    p = load_params(REPO / "params.yaml", ["kubeflow.resources.train.memory_limit=8Gi", "kubeflow.gpu.evaluate.count=0"])
+    assert p.kubeflow.resources["train"].memory_limit == "8Gi" and p.kubeflow.gpu["evaluate"].count == 0
+    with pytest.raises(ParamsError, match="allowed at kubeflow.resources.train: cpu_limit"):
+        load_params(REPO / "params.yaml", ["kubeflow.resources.train.memory_limt=8Gi"])

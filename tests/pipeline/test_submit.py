@@ -1,0 +1,106 @@
+"""`dagllm pipeline submit|schedule` against a loopback stand-in for the KFP API server.
+
+The stand-in (tests/pipeline/kfp_server.py) records the v2beta1 REST calls that kfp.Client makes;
+it is not Kubeflow, so these tests check the calls and their bodies, not what a cluster does.
+"""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from dagllm.cli import app
+from dagllm.params import load_params
+from pipelines.submit import SubmitError, kfp_cron
+
+from ..conftest import REPO
+from .kfp_server import API, KfpStandIn
+
+PARAMS = str(REPO / "params.yaml")
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def _routes(calls) -> list[str]:
+    return [f"{c.method} {c.path.removeprefix(API)}" for c in calls if not c.path.endswith("/healthz")]
+
+
+def test_submit_then_schedule_make_the_right_calls():
+    with KfpStandIn() as kfp:
+        first = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--version-name", "v1",
+                     "--run-name", "smoke", "mlflow.tracking_uri=http://mlflow.dagllm:5000")
+        assert first.exit_code == 0, first.output
+        assert _routes(kfp.state.calls) == [
+            "GET /pipelines", "POST /pipelines/upload", "POST /pipelines/upload_version",
+            "GET /experiments", "POST /experiments", "POST /runs"]
+        upload = next(c for c in kfp.state.calls if c.path.endswith("/pipelines/upload"))
+        assert upload.query["name"] == "dagllm"
+        assert b"pipelineInfo" in upload.upload and b"emptyDirMounts" in upload.upload  # the compiled spec
+        (run,) = kfp.state.runs.values()
+        assert run["display_name"] == "smoke"
+        assert run["experiment_id"] == next(iter(kfp.state.experiments))
+        version = next(v for v in kfp.state.versions.values() if v["display_name"] == "v1")
+        assert run["pipeline_version_reference"] == {"pipeline_id": version["pipeline_id"],
+                                                     "pipeline_version_id": version["pipeline_version_id"]}
+        sent = json.loads(run["runtime_config"]["parameters"]["params_json"])
+        assert sent["mlflow"]["tracking_uri"] == "http://mlflow.dagllm:5000"  # the override reached the run
+        assert run["service_account"] == "dagllm-pipeline-runner"
+
+        kfp.state.calls.clear()
+        second = _cli("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--cron", "0 3 * * 1",
+                      "--version-name", "v2")
+        assert second.exit_code == 0, second.output
+        # The pipeline and the experiment exist now: a new version, and the same experiment.
+        assert _routes(kfp.state.calls) == ["GET /pipelines", "POST /pipelines/upload_version", "GET /experiments",
+                                            "POST /recurringruns"]
+        (rec,) = kfp.state.recurring.values()
+        assert rec["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
+        assert rec["max_concurrency"] == "1" or rec["max_concurrency"] == 1
+        assert rec["no_catchup"] is True and rec["mode"] == "ENABLE"
+        assert rec["experiment_id"] == run["experiment_id"] and len(kfp.state.experiments) == 1
+        v2 = next(v for v in kfp.state.versions.values() if v["display_name"] == "v2")
+        assert rec["pipeline_version_reference"]["pipeline_version_id"] == v2["pipeline_version_id"]
+        assert "recurring run" in second.output
+
+
+def test_server_refusal_is_one_line():
+    with KfpStandIn() as kfp:
+        assert _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--version-name", "v1").exit_code == 0
+        again = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--version-name", "v1")
+    assert again.exit_code == 1
+    assert "KFP server answered 409" in again.output and "Traceback" not in again.output
+
+
+def test_bad_cron_and_host_fail_before_any_call():
+    with KfpStandIn() as kfp:
+        bad = _cli("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--cron", "every monday")
+        assert bad.exit_code == 2 and "5 fields" in bad.output
+        assert kfp.state.calls == []
+    nohost = _cli("pipeline", "submit", "--host", "localhost:8888", "--params", PARAMS)
+    assert nohost.exit_code == 2 and "http://" in nohost.output
+
+
+@pytest.mark.parametrize(("given", "expected"), [("0 3 * * 1", "0 0 3 * * 1"), ("30 0 3 * * *", "30 0 3 * * *"),
+                                                 ("*/15 * * * *", "0 */15 * * * *")])
+def test_kfp_cron(given: str, expected: str):
+    assert kfp_cron(given) == expected
+
+
+def test_kfp_cron_rejects():
+    with pytest.raises(SubmitError, match="5 fields"):
+        kfp_cron("0 3 * *")
+
+
+def test_submitted_spec_carries_the_run_params(tmp_path):
+    """The uploaded package is the compiled pipeline of the same params (defaults = what is sent)."""
+    with KfpStandIn() as kfp:
+        assert _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "train.max_steps=7").exit_code == 0
+        upload = next(c for c in kfp.state.calls if c.path.endswith("/pipelines/upload")).upload
+    start = upload.index(b"# PIPELINE DEFINITION")
+    spec = next(yaml.safe_load_all(upload[start:].split(b"\r\n--")[0].decode()))
+    default = json.loads(spec["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"])
+    assert default["train"]["max_steps"] == 7
+    assert default == load_params(PARAMS, ["train.max_steps=7"]).to_dict()
