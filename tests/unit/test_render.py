@@ -6,7 +6,7 @@ from dagllm.render import RenderError, choose_templates, render_template
 
 def _task(**kw) -> Task:
     base = dict(id="t", category="c", description="d", sources=[{"source": "apeach"}], fields=["text"],
-                labels={"0": "아니요", "1": "예"},
+                labels={"0": "아니요", "1": "예"}, sample={"fields": {"text": "표본"}, "label": "1"},
                 templates=[{"id": "a", "kind": "instruction", "instruction": "판단하세요.", "input": "{{ text }}",
                             "output": "{{ answer }}"},
                            {"id": "b", "kind": "question", "instruction": "\"{{ text }}\" 맞나요?", "output": "{{ answer }}"},
@@ -51,11 +51,14 @@ def test_every_catalog_template_renders_its_sample_row():
 
     from ..conftest import SAMPLES
 
+    from dagllm.render import prepare
+
     cat = load_catalog()
     for task in cat.tasks.values():
         src = cat.sources[task.sources[0].source]
         f = next(f for f in src.files if f.split in task.sources[0].splits)
-        row = next(r for r in READERS[f.reader](SAMPLES / f.path) if isinstance(r, Row))
+        row = next(r for r in READERS[f.reader](SAMPLES / f.path)
+                   if isinstance(r, Row) and isinstance(prepare(task, r.fields, r.label, "s"), dict))
         for tpl in task.templates:
             out = render_template(task, tpl, row.fields, row.label, "sample")
             assert out["instruction"] and out["output"], (task.id, tpl.id)
