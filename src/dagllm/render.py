@@ -210,9 +210,26 @@ def pair_within_groups(task: Task, rows: Iterable[tuple[str, dict[str, str]]], s
 
 # --- rendering -----------------------------------------------------------------------------------
 
+_BARE_VARIABLE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+
+
+@lru_cache(maxsize=8192)
+def _bare_variable(source: str) -> str | None:
+    match = _BARE_VARIABLE.match(source.strip())
+    return match.group(1) if match else None
+
+
 def _render(source: str, variables: dict, where: str) -> str:
+    if not source:
+        return ""
+    # fast path for "{{ name }}" (most inputs and outputs): same result as Jinja, a fifth of the time
+    name = _bare_variable(source)
+    if name is not None:
+        if name not in variables:
+            raise RenderError(f"{where} failed: '{name}' is undefined")
+        return str(variables[name]).strip()
     try:
-        return _compile(source).render(variables).strip() if source else ""
+        return _compile(source).render(variables).strip()
     except TemplateError as exc:
         raise RenderError(f"{where} failed: {exc}") from None
 

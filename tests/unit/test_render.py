@@ -63,3 +63,12 @@ def test_every_catalog_template_renders_its_sample_row():
             out = render_template(task, tpl, row.fields, row.label, "sample")
             assert out["instruction"] and out["output"], (task.id, tpl.id)
             assert "{{" not in out["instruction"] + out["output"]
+
+
+def test_bare_variable_fast_path_matches_jinja():
+    from dagllm.render import _compile, _render
+
+    for value in ["  앞뒤 공백  ", None, "{{ 1 + 1 }}", "줄\n바꿈", 3]:
+        assert _render("{{ text }}", {"text": value}, "w") == _compile("{{ text }}").render(text=value).strip()
+    with pytest.raises(RenderError, match="w failed: 'text' is undefined"):
+        _render("{{text}}", {}, "w")

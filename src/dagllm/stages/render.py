@@ -104,13 +104,13 @@ def chat_message(record: dict) -> list[dict[str, str]]:
     return [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
 
 
-def write_exports(df: pd.DataFrame, out_dir: Path) -> dict[str, str]:
+def write_exports(records: list[dict], out_dir: Path) -> dict[str, str]:
     """Write ``alpaca.jsonl`` and ``chat.jsonl`` (UTF-8, one record per line) atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"alpaca": out_dir / ALPACA_FILE, "chat": out_dir / CHAT_FILE}
     tmp = {k: p.with_name(f".{p.name}.tmp") for k, p in paths.items()}
     with open(tmp["alpaca"], "w", encoding="utf-8") as fa, open(tmp["chat"], "w", encoding="utf-8") as fc:
-        for rec in df.to_dict("records"):
+        for rec in records:
             meta = {k: rec[k] for k in META_COLUMNS}
             alpaca = {"instruction": rec["instruction"], "input": rec["input"], "output": rec["output"], **meta}
             fa.write(json.dumps(alpaca, ensure_ascii=False) + "\n")
@@ -139,7 +139,7 @@ def run_render(params: RenderParams, catalog: Catalog, canonical: Path, out_tabl
             bar.advance(job)
     out = pd.DataFrame(records, columns=RECORD_COLUMNS)
     write_parquet(out, out_table)
-    exports = write_exports(out, Path(out_table).parent)
+    exports = write_exports(records, Path(out_table).parent)
     summary = RenderSummary(
         len(out),
         dict(sorted(Counter(out["task"]).items())),
