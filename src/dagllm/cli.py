@@ -27,6 +27,9 @@ app = typer.Typer(
 pipeline_app = typer.Typer(help="Kubeflow Pipelines: compile the DAG, run it locally, submit it to a cluster, "
                             "schedule retraining.", no_args_is_help=True)
 app.add_typer(pipeline_app, name="pipeline")
+catalog_app = typer.Typer(help="The task registry: list tasks and categories, show sample renderings.",
+                          no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
@@ -288,6 +291,64 @@ def pipeline_schedule(
     from pipelines.submit import schedule
 
     _remote(lambda: schedule(_params(params, overrides), host, cron, name, version_name))
+
+@catalog_app.command("ls")
+def catalog_ls(
+    params: ParamsOpt = DEFAULT_PARAMS_FILE,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+    pending: Annotated[bool, typer.Option(help="include tasks waiting for their sources (tasks_pending/)")] = True,
+) -> None:
+    """List tasks with category, sources, template counts and rows available in data/canonical."""
+    from dagllm.catalog_view import task_rows
+
+    try:
+        rows = task_rows(Layout.from_params(_params(params, []).paths).canonical, include_pending=pending)
+    except (ParamsError, CatalogError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        out.print_json(data=rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} tasks in {len({r['category'] for r in rows})} categories")
+    for col in ("task", "category", "sources", "templates (i/q)", "records", "status"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["task"], f"{r['category']} ({r['category_name']})", ", ".join(r["sources"]),
+                      f"{r['templates']} ({r['instruction_templates']}/{r['question_templates']})",
+                      "-" if r["records"] is None else str(r["records"]), r["status"])
+    out.print(table)
+
+
+@catalog_app.command("show")
+def catalog_show(
+    task: Annotated[str, typer.Argument(help="task id (see `dagllm catalog ls`)")],
+    params: ParamsOpt = DEFAULT_PARAMS_FILE,
+    rows: Annotated[int, typer.Option(help="real rows from data/canonical to render too (when present)")] = 1,
+) -> None:
+    """Render the task's sample (and real rows when ingested) through every template."""
+    from rich.markup import escape
+
+    from dagllm.catalog_view import show_task
+
+    try:
+        blocks = show_task(task, Layout.from_params(_params(params, []).paths).canonical, rows)
+    except (ParamsError, CatalogError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    for b in blocks:
+        out.rule(escape(f"{b['template_id']} ({b['kind']}) · {b['record']}"))
+        out.print("[bold]instruction:[/bold] ", end="")
+        out.print(b["instruction"], markup=False, highlight=False)
+        if b["input"]:
+            out.print("[bold]input:[/bold] ", end="")
+            out.print(b["input"], markup=False, highlight=False)
+        out.print("[bold]output:[/bold] ", end="")
+        out.print(b["output"], markup=False, highlight=False)
+        if b["choices"]:
+            out.print("[bold]choices:[/bold] ", end="")
+            out.print(" | ".join(b["choices"]), markup=False, highlight=False)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -68,9 +68,13 @@ class FetchParams(_Section):
 
 
 class RenderParams(_Section):
-    seed: int = 42
+    seed: int = Field(42, description="seeds template choice and group pairing (with each record id)")
     tasks: list[str] = Field(min_length=1, description="task ids from the catalog")
-    templates_per_record: int = Field(1, ge=1, le=10)
+    templates_per_record: int = Field(1, ge=1, le=10, description="distinct templates rendered per record "
+                                      "(capped at the task's template count)")
+    question_fraction: float | None = Field(
+        None, ge=0, le=1, description="share of question-based templates among picks; null = uniform over "
+        "all of a task's templates")
 
 
 class ValidateParams(_Section):

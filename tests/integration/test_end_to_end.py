@@ -45,7 +45,10 @@ def test_every_stage_left_its_outputs(ran: Path):
     ingest = json.loads((ran / "reports/ingest.json").read_text())
     assert all(f["read"] == f["kept"] + sum(f["rejected"].values()) for f in ingest["files"])
     balance = json.loads((ran / "reports/balance.json").read_text())
-    assert set(balance["after"]) == {"kobest_copa_causal", "apeach_hate", "nsmc_sentiment"}
+    tasks = yaml.safe_load((ran / "params.yaml").read_text(encoding="utf-8"))["render"]["tasks"]
+    assert {"kobest_copa_causal", "apeach_hate", "nsmc_sentiment"} <= set(balance["after"]) == set(tasks)
+    for export in ("alpaca.jsonl", "chat.jsonl"):
+        assert (ran / "data/rendered" / export).stat().st_size > 0, export
 
 
 def test_evaluation_scores_the_whole_local_test_split(ran: Path):

@@ -24,10 +24,11 @@ def test_every_catalog_file_loads_and_cross_checks():
 def test_template_variables_exist_in_task_fields(task_id):
     task = load_catalog().tasks[task_id]
     allowed = set(task.fields) | {"label", "answer"}
+    allowed = task.variables
     kinds = {t.kind for t in task.templates}
     assert kinds == {"instruction", "question"}
     for tpl in task.templates:
-        for part in (tpl.instruction, tpl.input, tpl.output):
+        for part in (tpl.instruction, tpl.input, tpl.output, *(tpl.choices or [])):
             used = meta.find_undeclared_variables(environment().parse(part))
             assert used <= allowed, f"{task_id}/{tpl.id} uses {used - allowed}"
 
@@ -52,6 +53,7 @@ description: d
 sources: [{source: nowhere}]
 fields: [text]
 templates: [{id: a, kind: question, instruction: "{{ text }}", output: x}]
+sample: {fields: {text: 가}}
 """)
     with pytest.raises(CatalogError, match=r"t\.yaml: source 'nowhere' is not in the catalog"):
         load_catalog(root)
@@ -65,6 +67,7 @@ description: d
 sources: [{source: apeach}]
 fields: [text]
 templates: [{id: a, kind: quiz, instruction: "x", output: x}]
+sample: {fields: {text: 가}}
 """)
     with pytest.raises(CatalogError, match=r"t\.yaml: templates\.0\.kind"):
         load_catalog(root)
@@ -78,6 +81,7 @@ description: d
 sources: [{source: apeach}]
 fields: [text]
 templates: [{id: a, kind: question, instruction: "x", output: x}]
+sample: {fields: {text: 가}}
 """)
     with pytest.raises(CatalogError, match="must equal the file name"):
         load_catalog(root)

@@ -6,7 +6,7 @@ from dagllm.render import RenderError, choose_templates, render_template
 
 def _task(**kw) -> Task:
     base = dict(id="t", category="c", description="d", sources=[{"source": "apeach"}], fields=["text"],
-                labels={"0": "아니요", "1": "예"},
+                labels={"0": "아니요", "1": "예"}, sample={"fields": {"text": "표본"}, "label": "1"},
                 templates=[{"id": "a", "kind": "instruction", "instruction": "판단하세요.", "input": "{{ text }}",
                             "output": "{{ answer }}"},
                            {"id": "b", "kind": "question", "instruction": "\"{{ text }}\" 맞나요?", "output": "{{ answer }}"},
@@ -51,12 +51,24 @@ def test_every_catalog_template_renders_its_sample_row():
 
     from ..conftest import SAMPLES
 
+    from dagllm.render import prepare
+
     cat = load_catalog()
     for task in cat.tasks.values():
         src = cat.sources[task.sources[0].source]
         f = next(f for f in src.files if f.split in task.sources[0].splits)
-        row = next(r for r in READERS[f.reader](SAMPLES / f.path) if isinstance(r, Row))
+        row = next(r for r in READERS[f.reader](SAMPLES / f.path)
+                   if isinstance(r, Row) and isinstance(prepare(task, r.fields, r.label, "s"), dict))
         for tpl in task.templates:
             out = render_template(task, tpl, row.fields, row.label, "sample")
             assert out["instruction"] and out["output"], (task.id, tpl.id)
             assert "{{" not in out["instruction"] + out["output"]
+
+
+def test_bare_variable_fast_path_matches_jinja():
+    from dagllm.render import _compile, _render
+
+    for value in ["  앞뒤 공백  ", None, "{{ 1 + 1 }}", "줄\n바꿈", 3]:
+        assert _render("{{ text }}", {"text": value}, "w") == _compile("{{ text }}").render(text=value).strip()
+    with pytest.raises(RenderError, match="w failed: 'text' is undefined"):
+        _render("{{text}}", {}, "w")
