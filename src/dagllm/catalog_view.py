@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagllm.catalog import CatalogError, Task, default_catalog, load_categories, load_pending_tasks
+from dagllm.catalog import Task, default_catalog, load_categories
 from dagllm.render import prepare, render_choices, render_parts, render_sample
 
 
@@ -26,42 +26,36 @@ def _rows_for(task: Task, table: pd.DataFrame) -> pd.DataFrame:
     return table[mask]
 
 
-def task_rows(canonical: Path, include_pending: bool = True) -> list[dict]:
+def task_rows(canonical: Path) -> list[dict]:
     """One dict per task: id, category, sources, template counts, canonical rows available, status.
 
-    ``records`` is ``None`` when ``canonical`` does not exist (ingest has not run).
+    ``records`` is ``None`` when ``canonical`` does not exist (ingest has not run); ``status`` says
+    whether the task has rows to render (``ready``), none in the ingested data (``no rows``: its
+    sources were not selected or not in the mirror; its sample still renders), or ``not ingested``.
     """
     cat = default_catalog()
     cats = load_categories()
-    tasks = [(t, "ready") for t in cat.tasks.values()]
-    if include_pending:
-        tasks += [(t, "pending source") for t in load_pending_tasks().values()]
     table = _canonical(canonical)
     counts = Counter() if table is None else Counter(zip(table["source"], table["split"], strict=True))
     out = []
-    for task, status in sorted(tasks, key=lambda x: (x[0].category, x[0].id)):
+    for task in sorted(cat.tasks.values(), key=lambda t: (t.category, t.id)):
         kinds = Counter(t.kind for t in task.templates)
+        records = None if table is None else sum(counts[(ts.source, s)] for ts in task.sources for s in ts.splits)
         out.append({
             "task": task.id, "category": task.category,
             "category_name": cats[task.category].name if task.category in cats else task.category,
             "sources": [ts.source for ts in task.sources],
             "templates": len(task.templates), "instruction_templates": kinds["instruction"],
             "question_templates": kinds["question"],
-            "records": None if table is None else sum(counts[(ts.source, s)] for ts in task.sources for s in ts.splits),
-            "status": status,
+            "records": records,
+            "status": "not ingested" if records is None else ("ready" if records else "no rows"),
         })
     return out
 
 
 def find_task(task_id: str) -> Task:
-    """A task from tasks/ or tasks_pending/."""
-    cat = default_catalog()
-    if task_id in cat.tasks:
-        return cat.tasks[task_id]
-    pending = load_pending_tasks()
-    if task_id in pending:
-        return pending[task_id]
-    raise CatalogError(f"unknown task {task_id!r}; `dagllm catalog ls` lists them")
+    """A task of the registry; an unknown id raises CatalogError listing the known ones."""
+    return default_catalog().task(task_id)
 
 
 def show_task(task_id: str, canonical: Path, real_rows: int = 1) -> list[dict]:

@@ -292,17 +292,17 @@ def pipeline_schedule(
 
     _remote(lambda: schedule(_params(params, overrides), host, cron, name, version_name))
 
+
 @catalog_app.command("ls")
 def catalog_ls(
     params: ParamsOpt = DEFAULT_PARAMS_FILE,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
-    pending: Annotated[bool, typer.Option(help="include tasks waiting for their sources (tasks_pending/)")] = True,
 ) -> None:
     """List tasks with category, sources, template counts and rows available in data/canonical."""
     from dagllm.catalog_view import task_rows
 
     try:
-        rows = task_rows(Layout.from_params(_params(params, []).paths).canonical, include_pending=pending)
+        rows = task_rows(Layout.from_params(_params(params, []).paths).canonical)
     except (ParamsError, CatalogError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

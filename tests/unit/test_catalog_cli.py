@@ -16,7 +16,7 @@ def test_catalog_ls_json_counts_canonical_rows(workdir):
     assert res.exit_code == 0, res.output
     data = {r["task"]: r for r in json.loads(res.output)}
     assert len(data) >= 41 and data["nsmc_sentiment"]["records"] == 3 and data["apeach_hate"]["records"] == 0
-    assert data["unsmile_hate"]["status"] == "pending source"
+    assert data["nsmc_sentiment"]["status"] == "ready" and data["unsmile_hate"]["status"] == "no rows"
     assert data["nsmc_sentiment"]["instruction_templates"] >= 3
 
     show = CliRunner().invoke(app, ["catalog", "show", "nsmc_sentiment"])

@@ -46,23 +46,29 @@ def test_template_choice_is_deterministic_and_seeded():
     assert len({t.id for t in two}) == 2
 
 
-def test_every_catalog_template_renders_its_sample_row():
-    from dagllm.readers import READERS, Row
+def test_every_task_renders_from_the_sample_files(tmp_path):
+    """All sources ingested from the bundled samples, then every task of the registry rendered."""
+    import json
+
+    import pandas as pd
+
+    from dagllm.params import IngestParams, RenderParams
+    from dagllm.stages.ingest import run_ingest
+    from dagllm.stages.render import run_render
 
     from ..conftest import SAMPLES
 
-    from dagllm.render import prepare
-
     cat = load_catalog()
-    for task in cat.tasks.values():
-        src = cat.sources[task.sources[0].source]
-        f = next(f for f in src.files if f.split in task.sources[0].splits)
-        row = next(r for r in READERS[f.reader](SAMPLES / f.path)
-                   if isinstance(r, Row) and isinstance(prepare(task, r.fields, r.label, "s"), dict))
-        for tpl in task.templates:
-            out = render_template(task, tpl, row.fields, row.label, "sample")
-            assert out["instruction"] and out["output"], (task.id, tpl.id)
-            assert "{{" not in out["instruction"] + out["output"]
+    run_ingest(IngestParams(sources=sorted(cat.sources)), cat, SAMPLES, tmp_path / "c.parquet", tmp_path / "rej",
+               tmp_path / "ingest.json")
+    run_render(RenderParams(tasks=sorted(cat.tasks), templates_per_record=2), cat, tmp_path / "c.parquet",
+               tmp_path / "r" / "records.parquet", tmp_path / "render.json")
+    out = pd.read_parquet(tmp_path / "r" / "records.parquet")
+    per_task = out.groupby("task").size().to_dict()
+    assert set(per_task) == set(cat.tasks), set(cat.tasks) - set(per_task)
+    assert not out["instruction"].str.contains("{{", regex=False).any()
+    assert (out["output"].str.len() > 0).all()
+    assert json.loads((tmp_path / "render.json").read_text())["records"] == len(out)
 
 
 def test_bare_variable_fast_path_matches_jinja():

@@ -1,4 +1,4 @@
-"""The task registry as a whole (tasks/ and tasks_pending/) and the render stage's task options."""
+"""The task registry as a whole and the render stage's task options."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagllm.catalog import CatalogError, load_catalog, load_categories, load_pending_tasks
+from dagllm.catalog import CatalogError, load_catalog, load_categories
 from dagllm.params import RenderParams
 from dagllm.render import (
     RenderError,
@@ -26,8 +26,7 @@ from dagllm.stages.render import RECORD_COLUMNS, run_render
 from ..conftest import REPO
 
 CATALOG = load_catalog()
-PENDING = load_pending_tasks()
-ALL = {**CATALOG.tasks, **PENDING}
+ALL = CATALOG.tasks
 KIT19_SOURCES = {"apeach", "unsmile", "hatescore", "kobest_boolq", "kobest_copa", "kobest_hellaswag", "kornli",
                  "kowiki", "kobest_wic", "korsts", "pawsx_ko", "parakqc", "question_pair", "nsmc",
                  "kobest_sentineg", "sae4k", "math_korean", "lbox_summarization"}
@@ -58,16 +57,13 @@ def test_registry_size_categories_and_kit19_slots():
     assert {"text_generation", "closed_book_qa"} <= kowiki  # kowiki feeds two KIT-19 slots
 
 
-def test_pending_tasks_are_not_loaded_and_name_contract_sources_and_fields():
-    assert not set(PENDING) & set(CATALOG.tasks)
+def test_tasks_name_contract_sources_and_fields():
     contract = _contract()
     assert len(contract) >= 20
     for task in ALL.values():
         for ts in task.sources:
             assert ts.source in contract, f"{task.id}: source {ts.source} not in docs/data.md"
             assert set(task.fields) <= contract[ts.source], f"{task.id}: {set(task.fields) - contract[ts.source]}"
-    for task in PENDING.values():
-        assert any(ts.source not in CATALOG.sources for ts in task.sources), f"{task.id} can move to tasks/"
 
 
 def test_template_ids_unique_across_the_registry():

@@ -4,9 +4,6 @@ One YAML per source under ``catalog/sources/`` and one per task under ``catalog/
 ``catalog/categories.yaml``; files are loaded with ``yaml.safe_load`` and validated with pydantic.
 ``load_catalog`` raises :class:`CatalogError` naming the file and key of the first problem it
 finds in each file.
-
-Tasks whose sources are not in the catalog yet live in ``catalog/tasks_pending/`` (same schema);
-``load_catalog`` never loads them, :func:`load_pending_tasks` validates them on their own.
 """
 
 from __future__ import annotations
@@ -265,24 +262,8 @@ def load_tasks(folder: Path) -> dict[str, Task]:
     return {p.stem: _load_yaml_model(p, Task) for p in sorted(folder.glob("*.yaml"))}  # type: ignore[misc]
 
 
-def load_pending_tasks(root: Path = CATALOG_DIR) -> dict[str, Task]:
-    """Tasks waiting for their sources (``tasks_pending/``): schema, categories and ids checked.
-
-    Raises:
-        CatalogError: a file is invalid, or an id collides with a loaded task or template.
-    """
-    pending = load_tasks(root / "tasks_pending")
-    _check_categories(pending, load_categories(root), root / "tasks_pending")
-    loaded = load_tasks(root / "tasks")
-    clash = sorted(set(pending) & set(loaded))
-    if clash:
-        raise CatalogError(f"{root / 'tasks_pending'}: task ids also in tasks/: {', '.join(clash)}")
-    _check_template_ids([*loaded.values(), *pending.values()], root)
-    return pending
-
-
 def load_catalog(root: Path = CATALOG_DIR) -> Catalog:
-    """Load and cross-check every source and task YAML under ``root`` (not ``tasks_pending/``).
+    """Load and cross-check every source and task YAML under ``root``.
 
     Raises:
         CatalogError: a file is invalid, or a task names a source, split or category that does
