@@ -14,6 +14,7 @@ writes the files and the MLflow run (see docs/training.md).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import shutil
 import time
@@ -152,18 +153,16 @@ def run_train(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
         efficiency = stats.efficiency
     else:
         dataset, collator, efficiency = examples, PaddedCollator(tokenizer.pad_token_id), 0.0
-    if params.deepspeed:
-        distributed.single_process_env()
-        distributed.skip_cpu_shm_comm()
     ckpt_dir = checkpoint_dir or model_dir.parent / "checkpoints"
     key = checkpoints.run_key(params, data_sha)
     resume_from, run_id = checkpoints.prepare(ckpt_dir, key, params.resume) if distributed.rank() == 0 else (None, None)
     if distributed.world_size() > 1:
         resume_from = _broadcast_resume(resume_from)
-    args = training_arguments(params, ckpt_dir)
-    return _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, efficiency, df, train_path,
-                data_sha, key, ckpt_dir, resume_from, run_id, model_dir, run_file, metrics_path, curve_path,
-                pipeline_run)
+    with distributed.deepspeed_session() if params.deepspeed else contextlib.nullcontext():
+        args = training_arguments(params, ckpt_dir)
+        return _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, efficiency, df, train_path,
+                    data_sha, key, ckpt_dir, resume_from, run_id, model_dir, run_file, metrics_path, curve_path,
+                    pipeline_run)
 
 
 def _broadcast_resume(resume_from: Path | None) -> Path | None:
@@ -204,12 +203,13 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
                 callbacks.append(uploader)
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                           processing_class=tokenizer, callbacks=callbacks)
+        tokens_before = _tokens_at(resume_from)  # read now: the Trainer may rotate that checkpoint away
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         seconds = time.perf_counter() - start
         uploaded = uploader.wait() if uploader else []
         start_step = _step_of(resume_from)
-        tokens = trainer.state.num_input_tokens_seen - _tokens_at(resume_from)
+        tokens = trainer.state.num_input_tokens_seen - tokens_before
         tokens_per_s = tokens / max(seconds, 1e-9)
         curve = [(e["step"], e["loss"], e.get("learning_rate", 0.0)) for e in trainer.state.log_history if "loss" in e]
         model.config.use_cache = True  # for generation after training
@@ -221,7 +221,7 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
         mlflow.log_metrics({"final_loss": final_loss, "train_tokens_per_second": tokens_per_s,
                             "train_real_tokens": float(tokens)}, step=int(result.global_step))
         summary = TrainSummary(run.info.run_id, int(result.global_step), final_loss, tokens_per_s,
-                               sum(p.numel() for p in model.parameters()), str(model_dir), start_step,
+                               _count_parameters(model), str(model_dir), start_step,
                                round(efficiency, 4), params.deepspeed, len(uploaded))
     finally:
         if run is not None:
@@ -248,6 +248,11 @@ def _log_run_inputs(params: TrainParams, df: pd.DataFrame, train_path: Path, dat
     dataset = mlflow.data.from_pandas(df, source=str(Path(train_path).resolve()), name="balanced-train",
                                       digest=data_sha[:32])
     mlflow.log_input(dataset, context="training", tags={"sha256": data_sha})
+
+
+def _count_parameters(model) -> int:
+    # under ZeRO-3 each parameter is a partition; ds_numel is its full size
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
 
 
 def _step_of(checkpoint: Path | None) -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +54,43 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def single_process_env() -> None:
-    """Make a world of one for DeepSpeed when no launcher set one up (loopback, a free port)."""
+@contextmanager
+def single_process_env() -> Iterator[None]:
+    """Within the block, a world of one for DeepSpeed when no launcher set one up (loopback, free port).
+
+    The variables are removed again afterwards: a child process started later (a kfp.local task, a
+    test's subprocess) must not mistake them for a launcher's and reuse a port this process holds.
+    """
     if under_launcher():
+        yield
         return
-    os.environ.update({"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"})
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    added = {"RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": str(_free_port())}
+    added = {k: v for k, v in added.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
+@contextmanager
+def deepspeed_session() -> Iterator[None]:
+    """Run DeepSpeed training inside; afterwards the process is back to plain transformers.
+
+    transformers keeps a process-wide reference to the last DeepSpeed config; left in place, a later
+    ``from_pretrained`` in the same process (evaluate after train, tests) would build the model
+    under ZeRO-3 partitioning.
+    """
+    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+    skip_cpu_shm_comm()
+    try:
+        with single_process_env():
+            yield
+    finally:
+        unset_hf_deepspeed_config()
 
 
 def skip_cpu_shm_comm() -> None:
