@@ -353,3 +353,7 @@ def catalog_show(
 
 def main() -> None:  # pragma: no cover - console entry point
     app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # `python -m dagllm.cli` for the torchrun / deepspeed launchers
+    app()

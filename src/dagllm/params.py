@@ -113,15 +113,32 @@ class TinyModelParams(_Section):
 
 
 class TrainParams(_Section):
-    model: Literal["tiny"] = Field("tiny", description="model preset")
+    model: Literal["tiny", "polyglot-ko-1.3b", "polyglot-ko-5.8b"] = Field(
+        "tiny", description="model preset (dagllm/training/presets.yaml)")
+    model_path: str | None = Field(None, description="local directory of a pretrained preset; null = the "
+                                   "preset's hub name from the local HF cache (nothing downloads at run time)")
     seed: int = 42
-    max_steps: int = Field(30, ge=1)
+    max_steps: int | None = Field(30, ge=1, description="optimizer steps; null = train for num_epochs")
+    num_epochs: float = Field(1.0, gt=0, description="used when max_steps is null")
     learning_rate: float = Field(5e-4, gt=0)
-    batch_size: int = Field(8, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(8, ge=1, description="rows per device and micro-step (packed rows when packing)")
     grad_accum: int = Field(1, ge=1)
     max_seq_len: int = Field(256, ge=16)
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="linear warmup, then cosine decay")
     log_every: int = Field(5, ge=1)
+    packing: bool = Field(True, description="several examples per row, attention kept within each example")
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="flash_attention_2 needs a GPU and the flash-attn package")
+    deepspeed: Literal["zero2", "zero3", "zero3_offload"] | None = Field(
+        "zero2", description="DeepSpeed config (dagllm/training/deepspeed/NAME.json); null = plain transformers")
+    bf16: Literal["auto", "true", "false"] = Field("auto", description="auto = when the GPU supports it")
+    gradient_checkpointing: bool = False
+    save_every: int = Field(10, ge=0, description="checkpoint every N steps; 0 = no periodic checkpoints")
+    keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
+    resume: bool = Field(True, description="continue from the latest complete checkpoint of the same run")
+    upload_checkpoints: bool = Field(False, description="also upload checkpoints to MLflow (background thread)")
+    system_metrics_interval_s: float = Field(5.0, gt=0, description="MLflow system metrics sampling interval")
     tiny: TinyModelParams = TinyModelParams()
 
 

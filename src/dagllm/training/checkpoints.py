@@ -1,0 +1,73 @@
+"""Periodic checkpoints and resume after a crash.
+
+The Trainer writes ``checkpoint-N/`` folders (model, optimizer or DeepSpeed state, scheduler, RNG
+states, and ``trainer_state.json`` last). A checkpoint counts as complete when its
+``trainer_state.json`` parses: a run killed while saving leaves an incomplete folder, which is
+skipped. The folder also holds ``run.json``: the digest of the training parameters and data, and
+the MLflow run id. A checkpoint is resumed only when that digest matches (same params, same data),
+so a changed ``params.yaml`` never continues a stale run; the resumed run logs to the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+from dagllm.io import read_json, write_json
+from dagllm.params import TrainParams
+
+RUN_FILE = "run.json"
+_CKPT = re.compile(r"^checkpoint-(\d+)$")
+
+# settings that do not change what is trained: a resumed run may differ in these
+_NOT_IN_KEY = {"save_every", "keep_checkpoints", "resume", "upload_checkpoints", "system_metrics_interval_s",
+               "log_every"}
+
+
+def run_key(params: TrainParams, data_sha256: str) -> str:
+    """Digest of what determines the training trajectory: the params that matter and the data."""
+    relevant = {k: v for k, v in params.model_dump(mode="json").items() if k not in _NOT_IN_KEY}
+    blob = json.dumps({"params": relevant, "data": data_sha256}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def complete_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, path)`` of every complete checkpoint, oldest first."""
+    found = []
+    for p in ckpt_dir.glob("checkpoint-*") if ckpt_dir.is_dir() else []:
+        m = _CKPT.match(p.name)
+        if not m:
+            continue
+        try:
+            json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # killed while saving: not resumable
+        found.append((int(m.group(1)), p))
+    return sorted(found)
+
+
+def prepare(ckpt_dir: Path, key: str, resume: bool) -> tuple[Path | None, str | None]:
+    """Decide where training starts: the latest complete checkpoint of the same run, or from scratch.
+
+    A checkpoint folder of another run (different key) or with resume off is cleared.
+
+    Returns:
+        ``(checkpoint to resume from or None, MLflow run id to continue or None)``.
+    """
+    meta_path = ckpt_dir / RUN_FILE
+    meta = read_json(meta_path) if meta_path.is_file() else {}
+    done = complete_checkpoints(ckpt_dir)
+    if resume and meta.get("key") == key and done:
+        return done[-1][1], meta.get("mlflow_run_id")
+    if ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    ckpt_dir.mkdir(parents=True)
+    return None, None
+
+
+def record_run(ckpt_dir: Path, key: str, mlflow_run_id: str) -> None:
+    """Remember which run the checkpoints belong to (read by :func:`prepare` on restart)."""
+    write_json(ckpt_dir / RUN_FILE, {"key": key, "mlflow_run_id": mlflow_run_id})
