@@ -74,6 +74,7 @@ def localize(params: Params) -> Params:
     data["paths"]["mirror"] = str(resolve_mirror(params.paths.mirror).resolve())
     data["mlflow"]["tracking_uri"] = absolute_uri(params.mlflow.tracking_uri)
     data["mlflow"]["artifact_root"] = str(Path(params.mlflow.artifact_root).resolve())
+    data["register"]["policy"] = str(Path(params.register_.policy).resolve())
     return Params.model_validate(data)
 
 
