@@ -156,9 +156,10 @@ def gate(policy: PromotionPolicy, challenger: dict[str, float], champion: dict[s
     for g in policy.guarded:
         gn, go = challenger.get(g.metric), champion.get(g.metric)
         if gn is None or go is None:
-            missing = "challenger" if gn is None else "champion"
-            comps.append(Comparison(g.metric, "guarded", gn, go, f"drop <= {g.tolerance:g}", gn is not None,
-                                    f"the {missing} has no value"))
+            # Only a value the champion has and the challenger lacks blocks: nothing shows it did not drop.
+            missing = "neither version" if gn is None and go is None else "the challenger" if gn is None else "the champion"
+            comps.append(Comparison(g.metric, "guarded", gn, go, f"drop <= {g.tolerance:g}", gn is not None or go is None,
+                                    f"{missing} has no value"))
             continue
         drop = -_gain(gn, go, g.higher_is_better)
         comps.append(Comparison(g.metric, "guarded", gn, go, f"drop <= {g.tolerance:g}", drop <= g.tolerance + 1e-12,
