@@ -91,9 +91,13 @@ def log_model_by_path(model_dir: Path, run_id: str) -> str:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    done = mlflow.search_logged_models(
+    from mlflow.entities import LoggedModelStatus
+
+    found = mlflow.search_logged_models(
         experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list",
-        filter_string=f"source_run_id = '{run_id}' AND name = '{LOGGED_MODEL_NAME}' AND status = 'READY'")
+        filter_string=f"source_run_id = '{run_id}' AND name = '{LOGGED_MODEL_NAME}'")
+    # status is filtered here: MLflow 3.17 compares it as text, which PostgreSQL refuses (integer column)
+    done = [m for m in found if m.status == LoggedModelStatus.READY]
     if done:
         return f"models:/{done[0].model_id}"
     if not (model_dir / "config.json").is_file():
