@@ -1,9 +1,10 @@
 """Promotion policy, the gate, the registry lock and the alias moves, on a real SQLite store."""
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 
 from dagllm.params import Params
 from dagllm.registry import (CHALLENGER, CHAMPION, PREVIOUS, PolicyError, PromotionError, PromotionPolicy,
@@ -11,7 +12,6 @@ from dagllm.registry import (CHALLENGER, CHAMPION, PREVIOUS, PolicyError, Promot
 
 from ..conftest import REPO, registry
 
-M = "m"  # the registered model of the running test (set by the client fixture)
 POLICY = PromotionPolicy.model_validate({
     "primary": {"metric": "copa.acc", "min_improvement": 0.0},
     "guarded": [{"metric": "copa.f1", "tolerance": 0.02}, {"metric": "copa.loss", "higher_is_better": False,
@@ -71,59 +71,64 @@ def store(tmp_path_factory):
     return registry(tmp_path_factory.mktemp("registry") / "mlflow.db")
 
 
+@dataclass
+class Reg:
+    """A registered model of its own (named after the test) in the shared store."""
+
+    client: Any
+    name: str
+
+    def add_version(self, acc: float, f1: float = 0.5) -> str:
+        mv = self.client.create_model_version(self.name, source="file:///nowhere/model",
+                                              tags={"metric.copa.acc": str(acc), "metric.copa.f1": str(f1)})
+        self.client.set_registered_model_alias(self.name, CHALLENGER, mv.version)
+        return str(mv.version)
+
+    def aliases(self) -> dict[str, str]:
+        return {a: str(v) for a, v in self.client.get_registered_model(self.name).aliases.items()}
+
+
 @pytest.fixture()
-def client(store, request):
-    """The store with a fresh registered model named after the test (so tests do not share aliases)."""
-    global M
-    M = request.node.name.replace("_", "-")[:60]
-    store.create_registered_model(M)
-    return store
+def reg(store, request) -> Reg:
+    name = request.node.name.replace("_", "-")[:60]
+    store.create_registered_model(name)
+    return Reg(store, name)
 
 
-def add_version(client, acc: float, f1: float = 0.5) -> str:
-    mv = client.create_model_version(M, source="file:///nowhere/model", tags={"metric.copa.acc": str(acc),
-                                                                                  "metric.copa.f1": str(f1)})
-    client.set_registered_model_alias(M, CHALLENGER, mv.version)
-    return str(mv.version)
-
-
-def aliases(client) -> dict[str, str]:
-    return {a: str(v) for a, v in client.get_registered_model(M).aliases.items()}
-
-
-def test_aliases_follow_the_gate_and_rollback(client):
-    v1, v2, v3, v4 = add_version(client, 0.5), add_version(client, 0.4), add_version(client, 0.6), add_version(client, 0.7)
-    assert decide_and_apply(client, M, v1, POLICY, "p").promoted
-    rejected = decide_and_apply(client, M, v2, POLICY, "p")
+def test_aliases_follow_the_gate_and_rollback(reg: Reg):
+    c, m = reg.client, reg.name
+    v1, v2, v3, v4 = (reg.add_version(acc) for acc in (0.5, 0.4, 0.6, 0.7))
+    assert decide_and_apply(c, m, v1, POLICY, "p").promoted
+    rejected = decide_and_apply(c, m, v2, POLICY, "p")
     assert not rejected.promoted and rejected.champion_after == v1
-    assert rejected.comparisons[0] | {"passed": None} == {"metric": "copa.acc", "role": "primary", "challenger": 0.4,
-                                                          "champion": 0.5, "allowed": "> champion by more than 0",
-                                                          "passed": None, "note": ""}
-    assert decide_and_apply(client, M, v3, POLICY, "p").promoted
-    assert decide_and_apply(client, M, v4, POLICY, "p").promoted
-    assert aliases(client) == {CHALLENGER: v4, CHAMPION: v4, PREVIOUS: v3}
-    back = rollback(client, M, "p")
+    assert rejected.comparisons[0] == {"metric": "copa.acc", "role": "primary", "challenger": 0.4, "champion": 0.5,
+                                       "allowed": "> champion by more than 0", "passed": False, "note": ""}
+    assert decide_and_apply(c, m, v3, POLICY, "p").promoted
+    assert decide_and_apply(c, m, v4, POLICY, "p").promoted
+    assert reg.aliases() == {CHALLENGER: v4, CHAMPION: v4, PREVIOUS: v3}
+    back = rollback(c, m, "p")
     assert (back.champion_before, back.champion_after, back.previous_champion_after) == (v4, v3, v1)
-    assert rollback(client, M, "p").champion_after == v1
-    assert PREVIOUS not in aliases(client)
+    assert rollback(c, m, "p").champion_after == v1
+    assert PREVIOUS not in reg.aliases()
     with pytest.raises(PromotionError, match="no previous-champion alias"):
-        rollback(client, M, "p")
-    forced = decide_and_apply(client, M, v2, POLICY, "p", action="promote", force=True)
+        rollback(c, m, "p")
+    forced = decide_and_apply(c, m, v2, POLICY, "p", action="promote", force=True)
     assert forced.promoted and forced.forced and forced.reason.startswith("forced by a person")
-    assert aliases(client)[CHAMPION] == v2 and aliases(client)[PREVIOUS] == v1
+    assert reg.aliases()[CHAMPION] == v2 and reg.aliases()[PREVIOUS] == v1
 
 
-def test_lock_excludes_a_second_holder_and_is_released(client):
-    with registry_lock(client, M, timeout_s=5, lease_s=60):
+def test_lock_excludes_a_second_holder_and_is_released(reg: Reg):
+    with registry_lock(reg.client, reg.name, timeout_s=5, lease_s=60):
         with pytest.raises(RegistryLockTimeout, match=r"\.lock' stayed taken for 0\.3 s"):
-            with registry_lock(client, M, timeout_s=0.3, lease_s=60):
+            with registry_lock(reg.client, reg.name, timeout_s=0.3, lease_s=60):
                 pass
-    with registry_lock(client, M, timeout_s=0.3, lease_s=60):  # released: free again
+    with registry_lock(reg.client, reg.name, timeout_s=0.3, lease_s=60):  # released: free again
         pass
-    assert [m.name for m in client.search_registered_models(f"name = '{M}.lock'")] == []
+    assert reg.client.search_registered_models(f"name = '{reg.name}.lock'") == []
 
 
-def test_lock_left_by_a_crashed_holder_expires(client):
-    client.create_registered_model(f"{M}.lock", tags={"dagllm.lock.owner": "dead", "dagllm.lock.expires": "1"})
-    with registry_lock(client, M, timeout_s=2, lease_s=60) as token:
-        assert client.get_registered_model(f"{M}.lock").tags["dagllm.lock.owner"] == token
+def test_lock_left_by_a_crashed_holder_expires(reg: Reg):
+    lock = f"{reg.name}.lock"
+    reg.client.create_registered_model(lock, tags={"dagllm.lock.owner": "dead", "dagllm.lock.expires": "1"})
+    with registry_lock(reg.client, reg.name, timeout_s=2, lease_s=60) as token:
+        assert reg.client.get_registered_model(lock).tags["dagllm.lock.owner"] == token
