@@ -95,7 +95,7 @@ def test_version_carries_lineage_and_model_card(ran: Path):
     assert "| apeach_hate |" in card and "CC BY-SA 4.0" in card  # data mix and licences from balance.json
 
 
-def test_champion_moves_only_when_metric_is_not_worse(ran: Path):
+def test_champion_moves_only_when_the_policy_allows(ran: Path):
     p = load_params(ran / "params.yaml")
     client = registry(ran / "mlflow.db")
     metrics_file = ran / "reports/eval/metrics.json"

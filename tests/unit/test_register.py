@@ -25,3 +25,13 @@ def test_bad_policy_fails_before_any_store_is_touched(tmp_path: Path):
         run_register(RegisterParams(policy=str(tmp_path / "nope.yaml")), store, tmp_path, tmp_path / "r.json",
                      tmp_path / "m.json", tmp_path / "out.json", params_digest="x")
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_promote_needs_exactly_one_of_version_or_rollback():
+    from typer.testing import CliRunner
+
+    from dagllm.cli import app
+
+    for args in ([], ["--version", "2", "--rollback"]):
+        result = CliRunner().invoke(app, ["promote", *args])
+        assert result.exit_code == 2 and "exactly one of --version N or --rollback" in result.output
