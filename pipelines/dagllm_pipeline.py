@@ -127,6 +127,7 @@ def localize(params: Params) -> Params:
     data["mlflow"]["artifact_root"] = str(Path(params.mlflow.artifact_root).resolve())
     # No PVC here: the model files stay inside the Model artifact.
     data["kubeflow"]["model_pvc"] = None
+    data["register"]["policy"] = str(Path(params.register_.policy).resolve())
     return Params.model_validate(data)
 
 

@@ -23,6 +23,7 @@ def small_params(**sections) -> dict:
     data["train"].update(max_steps=4, batch_size=4, log_every=1, max_seq_len=128)
     data["train"]["tiny"].update(hidden_size=32, num_heads=2, intermediate_size=64, vocab_size=600)
     data["validate"]["min_records_per_task"] = 2
+    data["register"]["policy"] = str(REPO / data["register"]["policy"])  # tests run in their own cwd
     for name, values in sections.items():
         data[name].update(values)
     return data

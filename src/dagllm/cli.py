@@ -175,7 +175,33 @@ def register(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     from dagllm.stages.register import run_register
 
     _stage("register", params, overrides, lambda p, lay: run_register(
-        p.register_, p.mlflow, lay.model_dir, lay.train_run, lay.eval_dir / "metrics.json", lay.register_report))
+        p.register_, p.mlflow, lay.model_dir, lay.train_run, lay.eval_dir / "metrics.json", lay.register_report,
+        params_digest=p.digest(), balance_report=lay.balance_report, model_card_path=lay.model_card,
+        promotion_path=lay.promotion_report, repo=Path.cwd()))
+
+
+@app.command()
+def promote(
+    version: Annotated[int | None, typer.Option("--version", "-v", help="the model version to promote",
+                                                show_default=False)] = None,
+    rollback: Annotated[bool, typer.Option("--rollback", help="give champion back to previous-champion")] = False,
+    force: Annotated[bool, typer.Option("--force", help="promote even when the gate says no (recorded as forced)")
+                     ] = False,
+    params: ParamsOpt = DEFAULT_PARAMS_FILE,
+    overrides: Overrides = None,
+) -> None:
+    """Move the champion alias: `--version N` runs the promotion gate for version N against the
+    champion (mlflow/promotion_policy.yaml), `--rollback` returns to the previous champion.
+
+    The decision, with every number compared, goes to reports/promotion.json.
+    """
+    from dagllm.stages.promote import run_promote
+
+    if (version is None) == (not rollback):
+        console.print("[red]error:[/red] give exactly one of --version N or --rollback")
+        raise typer.Exit(2)
+    _stage("promote", params, overrides, lambda p, lay: run_promote(
+        p.register_, p.mlflow, version, lay.promotion_report, force=force))
 
 
 @app.command()

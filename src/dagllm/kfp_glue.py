@@ -140,7 +140,7 @@ def register(params_json: str, model_dir: Path, eval_dir: Path, report_path: Pat
 
     p = _params(params_json)
     s = run_register(p.register_, p.mlflow, model_files(model_dir), model_dir / "train_run.json",
-                     eval_dir / "metrics.json", report_path)
+                     eval_dir / "metrics.json", report_path, params_digest=p.digest())
     _log(metrics, {"version": int(s.version), "champion": int("champion" in s.aliases)})
     return s.version
 

@@ -152,9 +152,14 @@ class EvaluateParams(_Section):
 
 
 class RegisterParams(_Section):
-    model_name: str = Field("dagllm-ko", min_length=1)
-    metric: str = Field("kobest_copa.acc", description="TASK.METRIC compared for champion")
-    higher_is_better: bool = True
+    model_name: str = Field("dagllm-ko", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$",
+                            description="registered model name (letters, digits, - and _)")
+    policy: str = Field("mlflow/promotion_policy.yaml", description="promotion policy YAML: primary metric "
+                        "and guarded metrics with tolerances (relative to the working directory)")
+    lock_timeout_s: float = Field(120.0, gt=0, le=3600, description="wait at most this long for the "
+                                  "registry lock held by another registration or promotion")
+    lock_lease_s: float = Field(300.0, ge=10, le=86400, description="a lock older than this is taken "
+                                "as left by a crashed process and removed")
 
 
 class MlflowParams(_Section):
@@ -162,6 +167,11 @@ class MlflowParams(_Section):
                               "taken from the working directory")
     artifact_root: str = "mlartifacts"
     experiment: str = "dagllm"
+    http_max_retries: int = Field(5, ge=0, le=10, description="retries of a request to a tracking "
+                                  "server that does not answer (MLFLOW_HTTP_REQUEST_MAX_RETRIES)")
+    http_backoff_factor: int = Field(1, ge=0, le=60, description="exponential backoff between "
+                                     "retries: factor * 2**(retry-1) seconds")
+    http_timeout_s: int = Field(60, ge=1, le=3600, description="timeout of one HTTP request to the server")
 
 
 # --- kubeflow: cluster settings the KFP compiler bakes into the pipeline spec -------------------

@@ -121,3 +121,11 @@ class Layout:
     @property
     def register_report(self) -> Path:
         return self.reports / "register.json"
+
+    @property
+    def model_card(self) -> Path:
+        return self.reports / "model_card.md"
+
+    @property
+    def promotion_report(self) -> Path:
+        return self.reports / "promotion.json"

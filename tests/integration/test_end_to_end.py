@@ -75,9 +75,30 @@ def test_registered_with_aliases_and_idempotent(ran: Path):
     dagllm("register")  # the same training run again: no new version
     client = registry(ran / "mlflow.db")
     assert len(client.search_model_versions("name='dagllm-ko'")) == 1
+    again = json.loads((ran / "reports/register.json").read_text())
+    assert again["version"] == "1" and not again["created"] and again["decision"] == "already champion"
 
 
-def test_champion_moves_only_when_metric_is_not_worse(ran: Path):
+def test_version_carries_lineage_and_model_card(ran: Path):
+    from dagllm.params import load_params as load
+
+    client = registry(ran / "mlflow.db")
+    mv = client.get_model_version("dagllm-ko", "1")
+    run_id = json.loads((ran / "models/train_run.json").read_text())["run_id"]
+    assert mv.run_id == run_id and mv.tags["dagllm.mlflow_run_id"] == run_id
+    assert mv.tags["dagllm.params_digest"] == load(ran / "params.yaml").digest()
+    assert mv.tags["dagllm.data_digest"] == client.get_run(run_id).data.params["data.sha256"]
+    assert mv.tags["dagllm.base_model"] == "tiny" and mv.tags["dagllm.pipeline_run"] == "cli"
+    assert mv.tags["dagllm.git_commit"] == "unknown"  # the test's working dir is not a git checkout
+    acc = json.loads((ran / "reports/eval/metrics.json").read_text())["metrics"]["kobest_copa"]["acc"]
+    assert float(mv.tags["metric.kobest_copa.acc"]) == pytest.approx(acc)
+    card = (ran / "reports/model_card.md").read_text()
+    assert mv.description == card
+    assert "| kobest_copa | acc |" in card and "## Intended use" in card and "## Limits" in card
+    assert "| apeach_hate |" in card and "CC BY-SA 4.0" in card  # data mix and licences from balance.json
+
+
+def test_champion_moves_only_when_the_policy_allows(ran: Path):
     p = load_params(ran / "params.yaml")
     client = registry(ran / "mlflow.db")
     metrics_file = ran / "reports/eval/metrics.json"
@@ -93,20 +114,23 @@ def test_champion_moves_only_when_metric_is_not_worse(ran: Path):
         return json.loads((ran / "reports/register.json").read_text())
 
     worse = new_run_with(champion_acc - 0.25)
-    assert worse["aliases"] == ["challenger"] and worse["decision"].startswith("kept champion")
+    assert worse["aliases"] == ["challenger"] and not worse["promoted"]
+    assert "kobest_copa.acc primary check failed" in worse["decision"]
     assert str(client.get_model_version_by_alias(p.register_.model_name, "champion").version) == "1"
     better = new_run_with(champion_acc + 0.25)
-    assert better["aliases"] == ["challenger", "champion"] and better["decision"].startswith("promoted")
+    assert better["aliases"] == ["challenger", "champion"] and better["promoted"]
+    assert client.get_model_version_by_alias(p.register_.model_name, "previous-champion").version == 1
+    promotion = json.loads((ran / "reports/promotion.json").read_text())
+    assert promotion["version"] == better["version"] and promotion["champion_before"] == "1"
+    assert promotion["comparisons"][0]["challenger"] == pytest.approx(champion_acc + 0.25)
     assert str(client.get_model_version_by_alias(p.register_.model_name, "champion").version) == better["version"]
 
 
 def test_champion_loads_for_generation(ran: Path):
-    import mlflow
+    from dagllm.registry import load_for_generation
 
-    mlflow.set_tracking_uri(f"sqlite:///{ran / 'mlflow.db'}")
-    mlflow.set_registry_uri(f"sqlite:///{ran / 'mlflow.db'}")
-    components = mlflow.transformers.load_model("models:/dagllm-ko@champion", return_type="components")
-    tok, model = components["tokenizer"], components["model"]
+    p = load_params(ran / "params.yaml", [f"mlflow.tracking_uri=sqlite:///{ran / 'mlflow.db'}"])
+    model, tok = load_for_generation("dagllm-ko", "champion", p.mlflow)
     ids = tok("### 지시:\n안녕하세요?\n\n### 응답:\n", return_tensors="pt")
     out = model.generate(**ids, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
     assert out.shape[1] == ids["input_ids"].shape[1] + 3
