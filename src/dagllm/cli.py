@@ -71,7 +71,7 @@ def check(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     try:
         p = _params(params, overrides)
         cat = default_catalog()
-        for s in p.ingest.sources:
+        for s in p.ingest.sources + p.ingest.optional_sources:
             cat.source(s)
         for t in p.render.tasks:
             cat.task(t)
@@ -130,11 +130,16 @@ def train(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
 
 @app.command()
 def evaluate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
-    """Score the model with lm-evaluation-harness; reports/eval/metrics.json."""
+    """Score the model on KoBEST/KLUE with the KIT-19 protocol (lm-evaluation-harness, zero-shot by default).
+
+    Writes reports/eval/: metrics.json (model and reference predictors: majority, constant per
+    choice, random), samples/<task>.jsonl, table.md and report.html (beside the published KIT-19
+    figures), chart.png, and the validation loss per category; all logged to the training run.
+    """
     from dagllm.stages.evaluate import run_evaluate
 
     _stage("evaluate", params, overrides, lambda p, lay: run_evaluate(
-        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir))
+        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split))
 
 
 @app.command()

@@ -44,6 +44,7 @@ class IngestSummary:
     rows: int
     rejected: int
     files: list[FileCount]
+    skipped: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -51,10 +52,12 @@ class IngestSummary:
             "rows": self.rows,
             "rejected": self.rejected,
             "files": [f.__dict__ for f in self.files],
+            "skipped": self.skipped,
         }
 
     def lines(self) -> list[str]:
-        return [f"ingested {self.rows} rows from {len(self.files)} files ({self.rejected} quarantined)"]
+        return [f"ingested {self.rows} rows from {len(self.files)} files ({self.rejected} quarantined)"] + [
+            f"skipped optional {s['source']} file {s['file']}: {s['reason']}" for s in self.skipped]
 
 
 def _record_id(source: str, split: str, row: Row, seen: Counter) -> str:
@@ -104,6 +107,22 @@ def _read_file(src: Source, sf: SourceFile, mirror: Path, limit: int | None):
     return count, kept, rejects
 
 
+def _optional_jobs(params: IngestParams, catalog: Catalog, mirror: Path) -> tuple[list, list[dict]]:
+    """Files of ``ingest.optional_sources`` present in the mirror, and a note for each absent one.
+
+    Benchmark-only sources such as KLUE YNAT are not in every mirror; evaluation reports them as
+    "no data in this mirror" instead of ingest failing on them.
+    """
+    jobs, skipped = [], []
+    for src in (catalog.source(s) for s in params.optional_sources):
+        for sf in src.files:
+            if (mirror / sf.path).is_file():
+                jobs.append((src, sf))
+            else:
+                skipped.append({"source": src.id, "file": sf.path, "reason": f"not in the mirror {mirror}"})
+    return jobs, skipped
+
+
 def run_ingest(
     params: IngestParams, catalog: Catalog, mirror: Path, out_table: Path, rejected_dir: Path,
     report_path: Path,
@@ -116,8 +135,10 @@ def run_ingest(
     sources = [catalog.source(s) for s in params.sources]
     counts: list[FileCount] = []
     rows: list[dict] = []
-    rejects: dict[str, list[dict]] = {s.id: [] for s in sources}
     jobs = [(s, f) for s in sources for f in s.files]
+    optional, skipped = _optional_jobs(params, catalog, mirror)
+    jobs += [j for j in optional if j[0].id not in params.sources]
+    rejects: dict[str, list[dict]] = {s.id: [] for s, _ in jobs}
     with progress() as bar:
         task = bar.add_task("ingest", total=len(jobs))
         for src, sf in jobs:
@@ -133,6 +154,6 @@ def run_ingest(
     for source_id, items in rejects.items():
         with open(rejected_dir / f"{source_id}.jsonl", "w", encoding="utf-8") as fh:
             fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in items)
-    summary = IngestSummary(str(mirror), len(table), sum(len(v) for v in rejects.values()), counts)
+    summary = IngestSummary(str(mirror), len(table), sum(len(v) for v in rejects.values()), counts, skipped)
     write_json(report_path, summary.to_dict())
     return summary
