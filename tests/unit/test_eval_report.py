@@ -49,3 +49,16 @@ def test_chart_and_html_embed(tmp_path: Path):
     page = report.html_page(_results(), P.published(), {"seed": 1}, png)
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64,iVBORw0KGgo" in page
     assert "<td>no data in this mirror</td>" in page
+
+
+def test_published_equals_constant_only_within_rounding():
+    near = {"acc": 0.5021, "macro_f1": 0.3343}  # kullm's published BoolQ is 50.28 / 33.71: close, not equal
+    exact = {"acc": 0.5028, "macro_f1": 0.33714}
+    base = {"status": "scored", "split": "test", "size": 1404, "items": 1404, "metrics": ["acc", "macro_f1"],
+            "predictor_names": {"constant_0": "constant 아니오", "constant_1": "constant 예"}}
+    near_found = report.published_equals_constant(
+        {"kobest_boolq": {**base, "reference": {"constant_0": near, "constant_1": near}}}, P.published())
+    assert near_found == []
+    found = report.published_equals_constant(
+        {"kobest_boolq": {**base, "reference": {"constant_0": near, "constant_1": exact}}}, P.published())
+    assert found == ["published kullm-polyglot-5.8b-v2 on kobest_boolq equals the constant 예 predictor"]

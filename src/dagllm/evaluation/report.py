@@ -14,8 +14,8 @@ from pathlib import Path
 from dagllm.evaluation.protocol import Published
 
 CHART_PUBLISHED = ("polyglot-ko-1.3b", "kit-1.3b", "kit-5.8b")
-# Published percentages are rounded to 2 decimals: equal within half a unit of the last digit.
-ROUNDING = 0.0051
+# Published percentages have 2 decimals: equal within half a unit of the last digit (0.005 points).
+ROUNDING = 0.000051
 
 
 @dataclass
