@@ -140,3 +140,16 @@ def test_no_task_with_data_is_a_clear_error(evaluated):
     with pytest.raises(ValueError, match="none of evaluate.tasks \\(klue_ynat\\) has benchmark rows"):
         run_evaluate(EvaluateParams(tasks=["klue_ynat"]), evaluated["mlflow"], wd / "canonical.parquet",
                      wd / "model", None, wd / "eval2")
+
+
+def test_few_shot_examples_come_from_the_train_split(evaluated):
+    wd = evaluated["wd"]
+    params = EvaluateParams(tasks=["kobest_copa", "klue_sts"], num_fewshot=1, limit=2, validation_loss=False)
+    summary = run_evaluate(params, evaluated["mlflow"], wd / "canonical.parquet", wd / "model", None, wd / "eval_fs")
+    m = json.loads((wd / "eval_fs/metrics.json").read_text(encoding="utf-8"))
+    assert m["protocol"]["num_fewshot"] == 1 and summary.samples == {"kobest_copa": 2, "klue_sts": 2}
+    train = pd.read_parquet(wd / "canonical.parquet").query("source == 'kobest_copa' and split == 'train'")
+    assert len((wd / "eval_fs/data/kobest_copa.fewshot.jsonl").read_text().splitlines()) == len(train)
+    # KLUE STS has no train split in the catalog: examples come from the scored split, said so
+    assert not (wd / "eval_fs/data/klue_sts.fewshot.jsonl").exists()
+    assert any("few-shot examples drawn from the scored split" in f for f in m["tasks"]["klue_sts"]["flags"])
