@@ -76,7 +76,7 @@ def check(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     try:
         p = _params(params, overrides)
         cat = default_catalog()
-        for s in p.ingest.sources:
+        for s in p.ingest.sources + p.ingest.optional_sources:
             cat.source(s)
         for t in p.render.tasks:
             cat.task(t)
@@ -95,7 +95,7 @@ def fetch(
         "--mirror", help="directory or http(s) URL in the mirror layout (overrides paths.mirror); "
         "'upstream' = each file's pinned catalog URL", show_default=False)] = None,
 ) -> None:
-    """Download the catalog files of ingest.sources into data/raw, checking each sha256.
+    """Download the catalog files of ingest.sources (and optional_sources) into data/raw, checking sha256.
 
     Resumes interrupted downloads, retries network errors with backoff (fetch.retries,
     fetch.backoff_s) and keeps nothing that fails its checksum. Example:
@@ -103,10 +103,11 @@ def fetch(
     """
     from dagllm.paths import mirror_location
     from dagllm.stages.fetch import run_fetch
+    from dagllm.stages.ingest import selected_sources
 
     extra = [f"paths.mirror={mirror}"] if mirror else []
     _stage("fetch", params, [*(overrides or []), *extra], lambda p, lay: run_fetch(
-        p.fetch, [default_catalog().source(s) for s in p.ingest.sources], mirror_location(p.paths.mirror),
+        p.fetch, selected_sources(p.ingest, default_catalog()), mirror_location(p.paths.mirror),
         lay.raw, lay.fetch_report))
 
 
@@ -162,11 +163,16 @@ def train(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
 
 @app.command()
 def evaluate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
-    """Score the model with lm-evaluation-harness; reports/eval/metrics.json."""
+    """Score the model on KoBEST/KLUE with the KIT-19 protocol (lm-evaluation-harness, zero-shot by default).
+
+    Writes reports/eval/: metrics.json (model and reference predictors: majority, constant per
+    choice, random), samples/<task>.jsonl, table.md and report.html (beside the published KIT-19
+    figures), chart.png, and the validation loss per category; all logged to the training run.
+    """
     from dagllm.stages.evaluate import run_evaluate
 
     _stage("evaluate", params, overrides, lambda p, lay: run_evaluate(
-        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir))
+        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split))
 
 
 @app.command()

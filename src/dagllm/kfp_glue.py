@@ -53,12 +53,13 @@ def ingest(params_json: str, out_dir: Path, metrics: MetricsSink) -> None:
 
     from dagllm.paths import mirror_location
     from dagllm.stages.fetch import run_fetch
+    from dagllm.stages.ingest import selected_sources
     from dagllm.stages.ingest import run_ingest
 
     p = _params(params_json)
     cat = default_catalog()
     with tempfile.TemporaryDirectory(prefix="dagllm-raw-") as raw:
-        run_fetch(p.fetch, [cat.source(s) for s in p.ingest.sources], mirror_location(p.paths.mirror),
+        run_fetch(p.fetch, selected_sources(p.ingest, cat), mirror_location(p.paths.mirror),
                   Path(raw), out_dir / "fetch.json")
         s = run_ingest(p.ingest, cat, Path(raw), out_dir / "records.parquet", out_dir / "rejected",
                        out_dir / "ingest.json")

@@ -54,6 +54,11 @@ class LocalSource(_Section):
 
 class IngestParams(_Section):
     sources: list[str] = Field(min_length=1, description="source ids from the catalog")
+    optional_sources: list[str] = Field(
+        default_factory=list,
+        description="benchmark-only sources whose files are read when present in the mirror; absent files "
+        "are skipped and listed in the ingest report (KLUE YNAT is not in ../shared/data)",
+    )
     max_rows_per_file: int | None = Field(None, ge=1, description="read at most this many rows")
     local: list[LocalSource] = Field(default_factory=list, description="a team's own files, read "
                                      "in place (not fetched) through the same readers and quarantine")
@@ -142,13 +147,22 @@ class TrainParams(_Section):
     tiny: TinyModelParams = TinyModelParams()
 
 
+EvalTask = Literal["kobest_copa", "kobest_boolq", "kobest_hellaswag", "kobest_sentineg", "kobest_wic",
+                   "klue_sts", "klue_ynat"]
+
+
 class EvaluateParams(_Section):
-    tasks: list[Literal["kobest_copa"]] = Field(min_length=1)
-    num_fewshot: int = Field(0, ge=0)
-    limit: int | None = Field(None, ge=1, description="score at most this many items per task")
-    batch_size: int = Field(8, ge=1)
-    device: str = "cpu"
-    seed: int = 1234
+    tasks: list[EvalTask] = Field(min_length=1, description="benchmark tasks of the KIT-19 protocol "
+                                  "(src/dagllm/evaltasks/protocol.yaml)")
+    num_fewshot: int = Field(0, ge=0, le=32, description="0 = zero-shot, the KIT-19 protocol; examples come "
+                             "from the benchmark source's train split when it was ingested")
+    limit: int | None = Field(None, ge=1, description="score at most this many items per task (the first "
+                              "ones); null = the whole split, as the published numbers")
+    batch_size: int = Field(8, ge=1, le=1024, description="lm-eval batch size (requests per forward pass)")
+    device: str = Field("cpu", description="torch device for lm-eval and the validation loss (cpu, cuda, cuda:0)")
+    seed: int = Field(1234, description="lm-eval seeds and the random reference predictor")
+    validation_loss: bool = Field(True, description="also compute the loss per category on the held-out "
+                                  "instruction split from balancing")
 
 
 class RegisterParams(_Section):

@@ -140,3 +140,23 @@ def test_cli_fetch_then_ingest_and_clear_errors(workdir: Path, mirror_copy: Path
     (workdir / "data/raw/kobest/v1.0/COPA/train.tsv").write_bytes("한국어".encode("euc-kr") * 50)
     bad = run(app, ["ingest"])
     assert bad.exit_code == 2 and "COPA/train.tsv: not UTF-8" in bad.output and "Traceback" not in bad.output
+
+
+def test_optional_benchmark_source_is_skipped_when_absent(mirror_copy: Path, tmp_path: Path):
+    params = IngestParams(sources=["kobest_copa"], optional_sources=["klue_ynat"])
+    present = run_ingest(params, load_catalog(), mirror_copy, tmp_path / "a/records.parquet", tmp_path / "a/rej",
+                         tmp_path / "a/ingest.json")
+    assert present.skipped == []
+    table = pd.read_parquet(tmp_path / "a/records.parquet")
+    assert set(table[table["source"] == "klue_ynat"]["split"]) == {"train", "validation"}
+    (mirror_copy / "klue_ynat/ynat-v1.1_train.json").unlink()
+    (mirror_copy / "klue_ynat/ynat-v1.1_dev.json").unlink()
+    absent = run_ingest(params, load_catalog(), mirror_copy, tmp_path / "b/records.parquet", tmp_path / "b/rej",
+                        tmp_path / "b/ingest.json")
+    assert [s["file"] for s in absent.skipped] == ["klue_ynat/ynat-v1.1_train.json", "klue_ynat/ynat-v1.1_dev.json"]
+    assert "klue_ynat" not in set(pd.read_parquet(tmp_path / "b/records.parquet")["source"])
+    assert json.loads((tmp_path / "b/ingest.json").read_text())["skipped"] == absent.skipped
+    assert any(line.startswith("skipped klue_ynat") for line in absent.lines())
+    with pytest.raises(IngestError, match="klue_ynat"):  # a required source still fails loudly
+        run_ingest(IngestParams(sources=["klue_ynat"]), load_catalog(), mirror_copy, tmp_path / "c/r.parquet",
+                   tmp_path / "c/rej", tmp_path / "c/ingest.json")

@@ -1,22 +1,38 @@
-"""Functions the task YAMLs name with ``!function utils.NAME`` (lm-eval resolves them here)."""
+"""Functions the task YAMLs name with ``!function utils.NAME`` (lm-eval resolves them here).
+
+The F1 aggregations delegate to :mod:`dagllm.evaluation.metrics`, the one metric code that also
+scores the report and the reference predictors.
+"""
 
 from __future__ import annotations
+
+from dagllm.evaluation import metrics
 
 CONNECTORS = {"원인": "왜냐하면", "결과": "그래서"}
 
 
 def copa_doc_to_text(doc: dict) -> str:
-    """Premise plus the connector; each alternative is the continuation."""
+    """Premise plus the connector (왜냐하면 for 원인, 그래서 for 결과); each alternative continues it."""
     return f"{doc['premise'].strip()} {CONNECTORS[doc['question'].strip()]}"
 
 
 def copa_doc_to_choice(doc: dict) -> list[str]:
+    """The two alternatives, in the order of the label (1, 2)."""
     return [doc["alternative_1"], doc["alternative_2"]]
+
+
+def hellaswag_doc_to_choice(doc: dict) -> list[str]:
+    """The four endings, in the order of the label (0-3)."""
+    return [doc[f"ending_{i}"] for i in range(1, 5)]
 
 
 def macro_f1(items: list[tuple[int, int]]) -> float:
     """Macro-F1 over (gold, prediction) pairs, as the KIT-19 table reports it."""
-    from sklearn.metrics import f1_score
+    golds, preds = zip(*items, strict=True)
+    return metrics.macro_f1(list(golds), list(preds))
 
-    golds, preds = zip(*items)
-    return float(f1_score(golds, preds, average="macro"))
+
+def binary_f1(items: list[tuple[int, int]]) -> float:
+    """F1 of the positive class (choice 1) over (gold, prediction) pairs: KLUE STS."""
+    golds, preds = zip(*items, strict=True)
+    return metrics.binary_f1(list(golds), list(preds))

@@ -1,29 +1,34 @@
-"""Evaluate: lm-evaluation-harness with the project's own task YAMLs, on local files only.
+"""Evaluate: the KIT-19 protocol with lm-evaluation-harness, on local files only.
 
-The benchmark split is taken from the canonical table (ingest reads it from the mirror), written
-as JSONL next to the reports, and handed to lm-eval through the task YAML's ``data_files``; no
-hub is contacted. Metrics go to ``<out_dir>/metrics.json`` and to the training run in MLflow.
+Each benchmark split is taken from the canonical table (ingest reads it from the mirror), written
+as JSONL next to the reports and handed to lm-eval through the task YAML's ``data_files``; no hub
+is contacted. lm-eval computes the per-choice log-likelihoods; :mod:`dagllm.evaluation.metrics`
+turns them into the protocol's metrics, and scores the reference predictors (majority, one
+constant per choice, seeded random) with the same code. A task whose rows are absent (KLUE YNAT
+in the shared mirror) is reported as "no data in this mirror" instead of failing the stage.
+
+Outputs in ``out_dir``: ``metrics.json``, ``samples/<task>.jsonl``, ``data/<task>.jsonl``,
+``table.md``, ``chart.png`` and ``report.html`` (the chart embedded); all logged to the training
+run in MLflow. With ``val_split``, the validation loss per category is added.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from dagllm.evaluation import metrics as M
+from dagllm.evaluation import protocol as P
+from dagllm.evaluation import report
 from dagllm.io import read_json, read_parquet, write_json
 from dagllm.params import EvaluateParams, MlflowParams
 from dagllm.runtime import offline
 
-TASK_DIR = Path(__file__).resolve().parent.parent / "evaltasks"
-
-# Benchmark -> (source, split) in the catalog, and how a canonical row becomes an lm-eval doc.
-BENCHMARKS = {
-    "kobest_copa": ("kobest_copa", "test"),
-}
-METRIC_NAMES = {"acc": "acc", "f1": "macro_f1", "acc_norm": "acc_norm"}
+REPORT_FILES = ("metrics.json", "table.md", "chart.png", "report.html")
 
 
 @dataclass
@@ -31,87 +36,200 @@ class EvalSummary:
     metrics: dict[str, dict[str, float]]
     samples: dict[str, int]
     lm_eval_version: str
+    missing: dict[str, str] = field(default_factory=dict)
+    flags: dict[str, list[str]] = field(default_factory=dict)
+    validation_loss: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return self.__dict__
 
     def lines(self) -> list[str]:
-        return [f"{task}: " + ", ".join(f"{m}={v:.4f}" for m, v in ms.items()) + f" on {self.samples[task]} items"
-                for task, ms in self.metrics.items()]
+        out = [f"{task}: " + ", ".join(f"{m}={v:.4f}" for m, v in ms.items()) + f" on {self.samples[task]} items"
+               for task, ms in self.metrics.items()]
+        out += [f"{task}: {why}" for task, why in self.missing.items()]
+        out += [f"{task}: {flag}" for task, fs in self.flags.items() for flag in fs]
+        if "all" in self.validation_loss:
+            out.append(f"validation loss {self.validation_loss['all']['loss']:.4f} over "
+                       f"{len(self.validation_loss) - 1} categories")
+        return out
 
 
-def _doc(task: str, fields: dict, label: str) -> dict:
-    if task == "kobest_copa":
-        return {**fields, "label": int(label) - 1}
-    raise KeyError(task)
+def _task_config(task: str, spec: P.TaskSpec, files: dict[str, Path], num_fewshot: int) -> tuple[dict, str | None]:
+    """The lm-eval config pointed at local files; returns it with a note on few-shot sourcing."""
+    cfg = P.lm_eval_config(task)
+    cfg["dataset_kwargs"] = {"data_files": {k: str(v.resolve()) for k, v in files.items()}}
+    note = None
+    if num_fewshot > 0:
+        if "train" in files:
+            cfg["fewshot_split"] = "train"
+        else:
+            # lm-eval leaves the scored item out when examples come from the scored split itself
+            cfg["fewshot_split"] = "test"
+            note = (f"few-shot examples drawn from the scored split ({spec.fewshot_split or 'no'} "
+                    "split available); lm-eval excludes the item being scored")
+    return cfg, note
 
 
-def write_benchmark_docs(canonical: pd.DataFrame, task: str, out: Path) -> int:
-    """Write the benchmark split of ``task`` as lm-eval JSONL docs; returns the item count."""
-    source, split = BENCHMARKS[task]
-    rows = canonical[(canonical["source"] == source) & (canonical["split"] == split)]
+def prepare_task(task: str, spec: P.TaskSpec, table: pd.DataFrame, data_dir: Path, num_fewshot: int) -> dict:
+    """Write the task's docs (and few-shot docs) as JSONL; returns its state for scoring."""
+    rows = P.rows_of(table, spec.source, spec.split)
     if rows.empty:
-        raise ValueError(f"{task}: no {source}/{split} rows in the canonical table; add {source} to ingest.sources")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", encoding="utf-8") as fh:
-        for r in rows.itertuples(index=False):
-            fh.write(json.dumps(_doc(task, json.loads(r.fields), r.label), ensure_ascii=False) + "\n")
-    return len(rows)
+        return {"status": P.NO_DATA, "split": spec.split, "size": spec.size, "items": 0,
+                "reason": f"no {spec.source}/{spec.split} rows in the canonical table: its files are not in "
+                          f"this mirror (or {spec.source} is not in ingest.sources / ingest.optional_sources)"}
+    docs = P.to_docs(spec, rows)
+    files = {"test": P.write_jsonl(docs, data_dir / f"{task}.jsonl")}
+    if num_fewshot > 0 and spec.fewshot_split:
+        shots = P.rows_of(table, spec.source, spec.fewshot_split)
+        if not shots.empty:
+            files["train"] = P.write_jsonl(P.to_docs(spec, shots), data_dir / f"{task}.fewshot.jsonl")
+    cfg, note = _task_config(task, spec, files, num_fewshot)
+    return {"status": "scored", "split": spec.split, "size": spec.size, "config": cfg,
+            "split_golds": [d["label"] for d in docs], "notes": [note] if note else []}
 
 
-def task_config(task: str, data_file: Path) -> dict:
-    """The task YAML, loaded the way lm-eval loads it, pointed at the local data file."""
-    from lm_eval.tasks._yaml_loader import load_yaml
+def sample_records(raw_samples: list[dict], delimiter: str) -> list[dict]:
+    """Per-item records from lm-eval's logged samples: gold, choices, log-likelihoods, predictions."""
+    out = []
+    for s in sorted(raw_samples, key=lambda s: s["doc_id"]):
+        choices = [cont.removeprefix(delimiter) for _ctx, cont in s["arguments"]]
+        lls = [float(r[0]) for r in s["filtered_resps"]]
+        pred, pred_norm = M.predict(lls), M.predict_char_norm(lls, choices)
+        gold = int(s["doc"]["label"])
+        out.append({"doc_id": s["doc_id"], "id": s["doc"].get("id"), "gold": gold, "choices": choices,
+                    "loglikelihoods": lls, "pred": pred, "pred_norm": pred_norm, "acc": float(pred == gold)})
+    return out
 
-    cfg = load_yaml(TASK_DIR / f"{task}.yaml")
-    cfg["dataset_kwargs"] = {"data_files": {"test": str(data_file.resolve())}}
-    return cfg
+
+def score_task(task: str, spec: P.TaskSpec, state: dict, records: list[dict], seed: int) -> dict:
+    """Model and reference predictors through the same metric code; flags a collapsed model."""
+    golds = [r["gold"] for r in records]
+    n_choices = len(spec.labels)
+    model = M.score(spec.metrics, golds, [r["pred"] for r in records], [r["pred_norm"] for r in records])
+    refs = M.reference_predictions(task, golds, state["split_golds"], n_choices, seed)
+    names = P.choice_names(task, n_choices)
+    majority = refs["majority"][0]
+    predictor_names = {"majority": f"majority ({names[majority]})",
+                       **{f"constant_{k}": f"constant {names[k]}" for k in range(n_choices)},
+                       "random": f"random (seed {seed})"}
+    flags = []
+    for kind in ("pred", "pred_norm") if "acc_norm" in spec.metrics else ("pred",):
+        k = M.collapsed_to([r[kind] for r in records])
+        if k is not None:
+            flags.append(f"model predictions ({'acc_norm' if kind == 'pred_norm' else 'argmax'}) are all one "
+                         f"choice: equal to the constant {names[k]} predictor (constant_{k})")
+    for r, rnd in zip(records, refs["random"], strict=True):
+        r["random"] = rnd
+    return {**{k: v for k, v in state.items() if k not in ("config", "split_golds")},
+            "items": len(records), "metrics": list(spec.metrics), "model": model,
+            "reference": {k: M.score(spec.metrics, golds, p) for k, p in refs.items()},
+            "predictor_names": predictor_names, "flags": flags + state["notes"]}
 
 
-def run_evaluate(params: EvaluateParams, mlflow_params: MlflowParams, canonical: Path, model_dir: Path,
-                 run_file: Path | None, out_dir: Path) -> EvalSummary:
-    """Score the model in ``model_dir`` on each configured benchmark."""
-    offline()
+def run_lm_eval(params: EvaluateParams, model_dir: Path, configs: list[dict]) -> dict:
+    """lm-eval's simple_evaluate on the local model and task configs (samples logged)."""
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    table = read_parquet(canonical, "ingest")
-    configs, counts = [], {}
-    for task in params.tasks:
-        data_file = out_dir / "data" / f"{task}.jsonl"
-        counts[task] = write_benchmark_docs(table, task, data_file)
-        configs.append(task_config(task, data_file))
     lm = HFLM(pretrained=str(model_dir), device=params.device, batch_size=params.batch_size)
-    results = lm_eval.simple_evaluate(
+    return lm_eval.simple_evaluate(
         model=lm, tasks=configs, num_fewshot=params.num_fewshot, limit=params.limit, log_samples=True,
         random_seed=params.seed, numpy_random_seed=params.seed, torch_random_seed=params.seed,
         fewshot_random_seed=params.seed,
     )
-    metrics: dict[str, dict[str, float]] = {}
-    for task in params.tasks:
-        raw = results["results"][task]
-        metrics[task] = {METRIC_NAMES[k.split(",")[0]]: float(v) for k, v in raw.items()
-                         if k.split(",")[0] in METRIC_NAMES and not k.split(",")[0].endswith("_stderr")}
-        (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+
+
+def _lm_eval_metrics(raw: dict) -> dict[str, float]:
+    return {k.split(",")[0]: float(v) for k, v in raw.items()
+            if isinstance(v, (int, float)) and "," in k and not k.split(",")[0].endswith("_stderr")}
+
+
+def write_reports(out_dir: Path, doc: dict, results: dict, meta: dict) -> None:
+    """metrics.json, table.md, chart.png and report.html in ``out_dir``."""
+    pub = P.published()
+    write_json(out_dir / "metrics.json", doc)
+    (out_dir / "table.md").write_text(report.markdown(results, pub, meta), encoding="utf-8")
+    png = report.chart(results, pub, out_dir / "chart.png")
+    (out_dir / "report.html").write_text(report.html_page(results, pub, meta, png), encoding="utf-8")
+
+
+def run_evaluate(params: EvaluateParams, mlflow_params: MlflowParams, canonical: Path, model_dir: Path,
+                 run_file: Path | None, out_dir: Path, val_split: Path | None = None) -> EvalSummary:
+    """Score the model in ``model_dir`` on each configured benchmark of the KIT-19 protocol.
+
+    Raises:
+        ValueError: none of the configured tasks has rows in the canonical table.
+    """
+    offline()
+    import lm_eval
+
+    specs = P.protocol()
+    table = read_parquet(canonical, "ingest")
+    states = {t: prepare_task(t, specs[t], table, out_dir / "data", params.num_fewshot) for t in params.tasks}
+    configs = [s["config"] for s in states.values() if s["status"] == "scored"]
+    if not configs:
+        raise ValueError(f"{canonical}: none of evaluate.tasks ({', '.join(params.tasks)}) has benchmark rows; "
+                         "add their sources to ingest.sources and run `dagllm ingest`")
+    raw = run_lm_eval(params, model_dir, configs)
+    results: dict[str, dict] = {}
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    for task, state in states.items():
+        if state["status"] != "scored":
+            results[task] = state
+            continue
+        records = sample_records(raw["samples"][task], state["config"].get("target_delimiter", " "))
+        results[task] = score_task(task, specs[task], state, records, params.seed)
+        results[task]["lm_eval"] = _lm_eval_metrics(raw["results"][task])
         with open(out_dir / "samples" / f"{task}.jsonl", "w", encoding="utf-8") as fh:
-            for s in results["samples"][task]:
-                fh.write(json.dumps({"doc_id": s["doc_id"], "target": s["target"],
-                                     "loglikelihoods": [float(x[0]) for x in s["filtered_resps"]],
-                                     "acc": s.get("acc")}, ensure_ascii=False) + "\n")
-        counts[task] = len(results["samples"][task])
-    summary = EvalSummary(metrics, counts, lm_eval.__version__)
-    write_json(out_dir / "metrics.json", {
-        "lm_eval_version": summary.lm_eval_version,
-        "task_versions": {t: results.get("versions", {}).get(t) for t in params.tasks},
-        "num_fewshot": params.num_fewshot, "samples": counts, "metrics": metrics,
-    })
+            fh.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    val_loss = {}
+    if params.validation_loss and val_split is not None:
+        from dagllm.evaluation.val_loss import validation_loss
+
+        val_loss = validation_loss(model_dir, read_parquet(val_split, "balance"), params.batch_size, params.device)
+    scored = {t: r for t, r in results.items() if r["status"] == "scored"}
+    versions = {t: raw.get("versions", {}).get(t) for t in scored}
+    meta = {"lm-eval": lm_eval.__version__, "num_fewshot": params.num_fewshot, "limit": params.limit,
+            "seed": params.seed, "model": str(model_dir)}
+    doc = {
+        "lm_eval_version": lm_eval.__version__, "task_versions": versions,
+        "protocol": {"num_fewshot": params.num_fewshot, "limit": params.limit, "batch_size": params.batch_size,
+                     "device": params.device, "seed": params.seed},
+        "samples": {t: r["items"] for t, r in scored.items()},
+        "metrics": {t: r["model"] for t, r in scored.items()},
+        "reference": {t: r["reference"] for t, r in scored.items()},
+        "tasks": results, "missing": {t: r["status"] for t, r in results.items() if t not in scored},
+        "validation_loss": val_loss,
+    }
+    write_reports(out_dir, doc, results, meta)
+    summary = EvalSummary(doc["metrics"], doc["samples"], lm_eval.__version__, doc["missing"],
+                          {t: r["flags"] for t, r in scored.items() if r["flags"]}, val_loss)
     if run_file is not None and Path(run_file).is_file():
-        import mlflow
-
-        from dagllm.tracking import configure
-
-        configure(mlflow_params)
-        with mlflow.start_run(run_id=read_json(run_file)["run_id"]):
-            mlflow.log_metrics({f"eval.{t}.{m}": v for t, ms in metrics.items() for m, v in ms.items()})
-            mlflow.log_artifact(str(out_dir / "metrics.json"), artifact_path="eval")
+        log_to_mlflow(mlflow_params, read_json(run_file)["run_id"], out_dir, doc)
     return summary
+
+
+def _metric_key(*parts: str) -> str:
+    # MLflow metric names allow letters, digits, _ - . / and space
+    return ".".join(re.sub(r"[^\w\-./ ]", "_", p, flags=re.ASCII) for p in parts)
+
+
+def log_to_mlflow(mlflow_params: MlflowParams, run_id: str, out_dir: Path, doc: dict) -> None:
+    """Model, reference and validation-loss metrics, versions and report files, on the training run."""
+    import mlflow
+
+    from dagllm.tracking import configure
+
+    configure(mlflow_params)
+    values = {_metric_key("eval", t, m): v for t, ms in doc["metrics"].items() for m, v in ms.items()}
+    values.update({_metric_key("eval_ref", t, k, m): v for t, refs in doc["reference"].items()
+                   for k, ms in refs.items() for m, v in ms.items()})
+    values.update({_metric_key("eval_val_loss", c): v["loss"] for c, v in doc["validation_loss"].items()})
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(values)
+        mlflow.set_tags({"eval.lm_eval_version": doc["lm_eval_version"],
+                         **{f"eval.{t}.version": str(v) for t, v in doc["task_versions"].items()},
+                         **{f"eval.{t}.status": s for t, s in doc["missing"].items()}})
+        for name in REPORT_FILES:
+            mlflow.log_artifact(str(out_dir / name), artifact_path="eval")
+        mlflow.log_artifacts(str(out_dir / "samples"), artifact_path="eval/samples")

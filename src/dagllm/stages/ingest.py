@@ -122,13 +122,27 @@ def _read_file(src: Source, sf: SourceFile, path: Path, limit: int | None):
     return count, kept, rejects
 
 
+def selected_sources(params: IngestParams, catalog: Catalog) -> list[Source]:
+    """The sources to fetch and ingest: ``ingest.sources``, then ``ingest.optional_sources``.
+
+    Every file of an optional source (a benchmark-only set such as KLUE YNAT, absent from
+    ``../shared/data``) is marked optional, so fetch and ingest skip it with a note when absent.
+    """
+    required = [catalog.source(s) for s in params.sources]
+    optional = [catalog.source(s) for s in params.optional_sources if s not in params.sources]
+    return required + [
+        src.model_copy(update={"files": [f.model_copy(update={"optional": True}) for f in src.files]})
+        for src in optional
+    ]
+
+
 def _jobs(params: IngestParams, catalog: Catalog, raw_dir: Path) -> tuple[list, list[dict]]:
     """(source, file, path) to read, and the optional catalog files absent from ``raw_dir``."""
     jobs, skipped = [], []
-    for src in (catalog.source(s) for s in params.sources):
+    for src in selected_sources(params, catalog):
         present = [f for f in src.files if (raw_dir / f.path).is_file()]
         absent = [f for f in src.files if f.optional and f not in present]
-        if not present and src.files:
+        if not present and src.files and src.id in params.sources:
             first = src.files[0]
             jobs.append((src, first, raw_dir / first.path))  # fails with the one clear message
             continue
@@ -147,8 +161,9 @@ def run_ingest(
 ) -> IngestSummary:
     """Read every file of the selected sources from ``raw_dir`` (and ``params.local``) into ``out_table``.
 
-    Optional catalog files (absent from the public mirror) that were not fetched are skipped and
-    listed in the report; a source none of whose files is present is an error.
+    Optional catalog files (absent from the public mirror) and the files of ``optional_sources``
+    that were not fetched are skipped and listed in the report; a required source none of whose
+    files is present is an error.
 
     Raises:
         IngestError: a file is absent or not in its reader's format (one message, no partial output).
