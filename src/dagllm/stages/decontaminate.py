@@ -1,0 +1,149 @@
+"""Decontaminate: drop training records that overlap an evaluation item.
+
+Evaluation items are the ``benchmark == True`` rows of the canonical table (KoBEST test splits,
+KLUE STS/YNAT validation, and any benchmark source added later). Every string field of an item
+that is at least ``min_unit_chars`` long is one *unit* (matching per field rather than per item
+catches a training record that copies one KLUE STS sentence, as ParaKQC records do).
+
+Texts are compared as character n-grams after NFKC, casefolding and removing all whitespace:
+Korean spacing is inconsistent between copies of the same sentence and a syllable carries about a
+morpheme, so character n-grams survive re-spacing and particle-level edits that break whitespace
+tokens. A record is contaminated when it holds at least ``threshold`` of one unit's n-grams; it is
+an *exact copy* when the unit's whole compacted text occurs in it (always dropped: an exact copy
+holds all of the unit's n-grams).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dagllm.io import read_parquet, write_json, write_parquet
+from dagllm.params import DecontaminateParams
+from dagllm.quality import char_ngram_hashes, compact
+
+
+@dataclass
+class Unit:
+    source: str
+    split: str
+    item_id: str
+    native_id: str | None
+    field: str
+    text: str
+
+
+@dataclass
+class DecontaminationSummary:
+    records: int
+    kept: int
+    dropped: int
+    units: int
+    benchmark_items: int
+    by_benchmark_source: dict[str, int]
+    by_training_source: dict[str, int]
+    by_kind: dict[str, int]
+    contaminated: list[dict]
+
+    def to_dict(self) -> dict:
+        return self.__dict__
+
+    def lines(self) -> list[str]:
+        where = ", ".join(f"{k}={v}" for k, v in self.by_benchmark_source.items()) or "none"
+        return [f"decontaminated {self.records} records against {self.benchmark_items} benchmark items "
+                f"({self.units} texts): dropped {self.dropped} ({where}), kept {self.kept}"]
+
+
+def benchmark_units(canonical: pd.DataFrame, min_chars: int) -> list[Unit]:
+    """Every field value of every benchmark row that is at least ``min_chars`` long (compacted)."""
+    units = []
+    bench = canonical[canonical["benchmark"].astype(bool)]
+    for row in bench.itertuples(index=False):
+        for name, value in json.loads(row.fields).items():
+            text = compact(str(value))
+            if len(text) >= min_chars:
+                units.append(Unit(row.source, row.split, row.id, row.native_id, name, text))
+    return units
+
+
+def record_texts(records: pd.DataFrame) -> list[str]:
+    """The compacted text of each record: instruction, input and output together."""
+    return [compact(f"{a}{b}{c}") for a, b, c in
+            zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
+                strict=True)]
+
+
+def find_contamination(records: pd.DataFrame, units: list[Unit], params: DecontaminateParams) -> list[dict]:
+    """One entry per contaminated record: the unit it overlaps most, the overlap and the kind."""
+    n = params.ngram_chars
+    if not units or records.empty:
+        return []
+    uh, uoff = char_ngram_hashes([u.text for u in units], n, pad_short=True)
+    unit_of = np.repeat(np.arange(len(units)), np.diff(uoff))
+    owners: dict[int, set[int]] = defaultdict(set)
+    for h, u in zip(uh.tolist(), unit_of.tolist(), strict=True):
+        owners[h].add(u)
+    unit_size = np.array([len(set(uh[uoff[i]:uoff[i + 1]].tolist())) for i in range(len(units))])
+    texts = record_texts(records)
+    rh, roff = char_ngram_hashes(texts, n)
+    bench = np.unique(uh)
+    pos = np.searchsorted(bench, rh).clip(0, len(bench) - 1)
+    hit = bench[pos] == rh
+    hits_per_record = np.add.reduceat(hit.astype(np.int64), roff[:-1]) if len(rh) else np.zeros(len(texts))
+    hits_per_record[np.diff(roff) == 0] = 0  # reduceat reads the next text's slot for an empty one
+    out = []
+    for i in np.flatnonzero(hits_per_record).tolist():
+        grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
+        shared: Counter = Counter(u for g in grams for u in owners[g])
+        best = None
+        for u, c in shared.items():
+            overlap = c / unit_size[u]
+            exact = units[u].text in texts[i]
+            if overlap >= params.threshold or exact:
+                key = (exact, overlap)
+                if best is None or key > best[0]:
+                    best = (key, u)
+        if best is None:
+            continue
+        (exact, overlap), u = best
+        unit, rec = units[u], records.iloc[i]
+        out.append({
+            "id": rec["id"], "task": rec["task"], "source": rec["source"],
+            "kind": "exact_copy" if exact else "ngram_overlap", "overlap": round(float(overlap), 4),
+            "benchmark": {"source": unit.source, "split": unit.split, "id": unit.item_id,
+                          "native_id": unit.native_id, "field": unit.field, "text": unit.text[:200]},
+        })
+    return out
+
+
+def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
+                        params: DecontaminateParams) -> tuple[pd.DataFrame, DecontaminationSummary]:
+    """Drop the contaminated records; return the kept ones and the report."""
+    units = benchmark_units(canonical, params.min_unit_chars)
+    hits = find_contamination(records.reset_index(drop=True), units, params)
+    drop = {h["id"] for h in hits}
+    kept = records[~records["id"].isin(drop)].reset_index(drop=True)
+    summary = DecontaminationSummary(
+        records=len(records), kept=len(kept), dropped=len(drop), units=len(units),
+        benchmark_items=int(canonical["benchmark"].astype(bool).sum()),
+        by_benchmark_source=dict(sorted(Counter(h["benchmark"]["source"] for h in hits).items())),
+        by_training_source=dict(sorted(Counter(h["source"] for h in hits).items())),
+        by_kind=dict(sorted(Counter(h["kind"] for h in hits).items())),
+        contaminated=hits,
+    )
+    assert summary.records == summary.kept + summary.dropped
+    return kept, summary
+
+
+def run_decontaminate(params: DecontaminateParams, validated: Path, canonical: Path, out_table: Path,
+                      report_path: Path) -> DecontaminationSummary:
+    """Check every validated record against every benchmark item of the canonical table."""
+    kept, summary = decontaminate_frame(read_parquet(validated, "validate"), read_parquet(canonical, "ingest"), params)
+    write_parquet(kept, out_table)
+    write_json(report_path, summary.to_dict())
+    return summary
