@@ -36,25 +36,38 @@ def render_op(params_json: str, canonical: Input[Dataset], rendered: Output[Data
 
 
 @dsl.component(base_image=BASE_IMAGE)
-def validate_op(params_json: str, rendered: Input[Dataset], data_docs: Output[HTML], report: Output[Artifact],
-                metrics: Output[Metrics]):
-    """great-expectations suite over the rendered records; fails the run when the suite fails."""
+def validate_op(params_json: str, canonical: Input[Dataset], rendered: Input[Dataset], validated: Output[Dataset],
+                data_docs: Output[HTML], report: Output[Artifact], metrics: Output[Metrics]):
+    """Quality gate on the canonical table and rendered records; quarantines bad rows, fails the
+    run when a suite fails."""
     from pathlib import Path
 
     from dagllm.kfp_glue import validate
 
-    validate(params_json, Path(rendered.path), Path(data_docs.path), Path(report.path), metrics)
+    validate(params_json, Path(canonical.path), Path(rendered.path), Path(validated.path), Path(data_docs.path),
+             Path(report.path), metrics)
 
 
 @dsl.component(base_image=BASE_IMAGE)
-def balance_op(params_json: str, rendered: Input[Dataset], train: Output[Dataset], validation: Output[Dataset],
-               metrics: Output[Metrics]):
-    """Per-task cap and a stratified train/validation split."""
+def decontaminate_op(params_json: str, validated: Input[Dataset], canonical: Input[Dataset],
+                     decontaminated: Output[Dataset], metrics: Output[Metrics]):
+    """Drop records overlapping a benchmark item (character n-grams)."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import decontaminate
+
+    decontaminate(params_json, Path(validated.path), Path(canonical.path), Path(decontaminated.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE)
+def balance_op(params_json: str, records: Input[Dataset], train: Output[Dataset], validation: Output[Dataset],
+               data_docs: Output[HTML], metrics: Output[Metrics]):
+    """Dedup, seeded mixing policy, stratified split and the balanced point of the gate."""
     from pathlib import Path
 
     from dagllm.kfp_glue import balance
 
-    balance(params_json, Path(rendered.path), Path(train.path), Path(validation.path), metrics)
+    balance(params_json, Path(records.path), Path(train.path), Path(validation.path), Path(data_docs.path), metrics)
 
 
 @dsl.component(base_image=BASE_IMAGE)

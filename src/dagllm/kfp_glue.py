@@ -59,30 +59,58 @@ def render(params_json: str, canonical_dir: Path, out_dir: Path, metrics: Metric
     _log(metrics, {"records": s.records, **{f"task.{t}": n for t, n in s.per_task.items()}})
 
 
-def validate(params_json: str, rendered_dir: Path, html_path: Path, report_dir: Path, metrics: MetricsSink) -> None:
-    from dagllm.io import read_parquet
-    from dagllm.stages.validate import ValidationFailed, validate_frame
+def _copy_page(docs_dir: Path, suite: str, html_path: Path) -> None:
+    """The KFP UI shows one HTML file: the validation-result page of ``suite`` from the Data Docs."""
+    pages = sorted(p for p in (docs_dir / "validations").rglob("*.html") if suite in p.parts)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pages[0] if pages else docs_dir / "index.html", html_path)
+
+
+def validate(params_json: str, canonical_dir: Path, rendered_dir: Path, validated_dir: Path, html_path: Path,
+             report_dir: Path, metrics: MetricsSink) -> None:
+    from dagllm.io import read_parquet, write_parquet
+    from dagllm.stages.validate import ValidationFailed, validate_points
 
     p = _params(params_json)
-    s = validate_frame(read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
-                       report_dir)
-    # The KFP UI shows one HTML file: the validation-result page of the Data Docs site.
-    pages = sorted((report_dir / "docs" / "validations").rglob("*.html"))
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(pages[0] if pages else report_dir / "docs" / "index.html", html_path)
-    _log(metrics, {"passed": sum(e["success"] for e in s.expectations), "expectations": len(s.expectations),
-                   "rows": s.rows})
+    s, kept = validate_points(read_parquet(canonical_dir / "records.parquet", "ingest"),
+                              read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
+                              default_catalog(), report_dir, validated_dir / "quarantine")
+    _copy_page(report_dir / "docs", "rendered", html_path)
+    _log(metrics, {f"{x.point}.{k}": v for x in s.points for k, v in
+                   (("passed", sum(e["success"] for e in x.expectations)), ("expectations", len(x.expectations)),
+                    ("rows", x.rows), ("kept", x.kept), ("quarantined", x.quarantined))})
     if not s.success:
         raise ValidationFailed(s)
+    write_parquet(kept, validated_dir / "records.parquet")
 
 
-def balance(params_json: str, rendered_dir: Path, train_dir: Path, val_dir: Path, metrics: MetricsSink) -> None:
-    from dagllm.stages.balance import run_balance
+def decontaminate(params_json: str, validated_dir: Path, canonical_dir: Path, out_dir: Path,
+                  metrics: MetricsSink) -> None:
+    from dagllm.stages.decontaminate import run_decontaminate
 
     p = _params(params_json)
-    s = run_balance(p.balance, rendered_dir / "records.parquet", train_dir / "records.parquet",
-                    val_dir / "records.parquet", train_dir / "balance.json")
-    _log(metrics, {"train": sum(s.train.values()), "validation": sum(s.validation.values())})
+    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", canonical_dir / "records.parquet",
+                          out_dir / "records.parquet", out_dir / "decontamination.json")
+    _log(metrics, {"records": s.records, "kept": s.kept, "dropped": s.dropped,
+                   **{f"from.{k}": v for k, v in s.by_benchmark_source.items()}})
+
+
+def balance(params_json: str, records_dir: Path, train_dir: Path, val_dir: Path, html_path: Path,
+            metrics: MetricsSink) -> None:
+    from dagllm.stages.balance import run_balance
+    from dagllm.stages.validate import balanced_gate
+
+    p = _params(params_json)
+    cap = p.balance.per_task_cap if p.balance.mixing == "cap" else None
+    gate = balanced_gate(p.validate_, p.render.tasks, cap, train_dir / "gate", train_dir / "quarantine")
+    try:
+        s = run_balance(p.balance, records_dir / "records.parquet", train_dir / "records.parquet",
+                        val_dir / "records.parquet", train_dir / "balance.json", train_dir / "balance_mix.png", gate)
+    finally:
+        if (train_dir / "gate" / "docs").is_dir():
+            _copy_page(train_dir / "gate" / "docs", "balanced", html_path)
+    _log(metrics, {"train": sum(s.train.values()), "validation": sum(s.validation.values()),
+                   "duplicates_removed": s.duplicates.exact + s.duplicates.near})
 
 
 def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSink) -> None:

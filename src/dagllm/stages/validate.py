@@ -71,13 +71,13 @@ class ValidationSummary:
 
     def failure_lines(self) -> list[str]:
         lines = [
-            f"[{self.point}] {e['expectation']}({e['column'] or ''}) failed on {e['unexpected_count']} of "
+            f"{self.point}: {e['expectation']}({e['column'] or ''}) failed on {e['unexpected_count']} of "
             f"{e['element_count']} rows" if e["unexpected_count"] is not None else
-            f"[{self.point}] {e['expectation']}({e['column'] or ''}) failed (observed {e['observed_value']})"
+            f"{self.point}: {e['expectation']}({e['column'] or ''}) failed (observed {e['observed_value']})"
             for e in self.expectations if not e["success"]
         ]
         if self.bad_fraction > self.max_bad_fraction:
-            lines.append(f"[{self.point}] {self.quarantined} of {self.rows} rows quarantined "
+            lines.append(f"{self.point}: {self.quarantined} of {self.rows} rows quarantined "
                          f"({self.bad_fraction:.1%} > max_bad_fraction {self.max_bad_fraction:.1%})")
         return lines
 
@@ -186,7 +186,7 @@ def prepare_canonical(df: pd.DataFrame, catalog: Catalog, tasks: list[str]) -> t
     out["_q_fields_chars"] = out["fields"].fillna("").str.len().astype("int64")
     # Only rows a labelled task will render are checked (GX skips nulls in an in-set expectation).
     checked = out["source"].isin(list(allowed)) & ~out["benchmark"].astype(bool)
-    out["_q_source_label"] = np.where(checked, out["source"].astype(str) + "|" + out["label"].astype(str), None)
+    out["_q_source_label"] = np.where(checked, out["source"].astype(str) + "|" + out["label"].fillna("<none>").astype(str), None)
     return out, sorted(f"{s}|{lab}" for s, labels in allowed.items() for lab in labels)
 
 
@@ -212,7 +212,7 @@ def prepare_records(df: pd.DataFrame, params: ValidateParams, labels: pd.Series 
     if labels is None:
         return out, None
     allowed = allowed or {}
-    lab = out["record_id"].map(labels)
+    lab = out["record_id"].map(labels).fillna("<none>")  # no canonical row: never an allowed label
     checked = out["task"].isin(list(allowed))
     out["_q_task_label"] = np.where(checked, out["task"].astype(str) + "|" + lab.astype(str), None)
     return out, sorted(f"{t}|{x}" for t, labels_ in allowed.items() for x in labels_)
