@@ -16,7 +16,7 @@ BENCH = [
     ("kobest_boolq", "test", {"passage": "해바라기는 국화과에 속하는 한해살이풀로 키가 2미터까지 자라며 "
                               "여름에 노란 꽃을 피운다. 씨앗은 기름을 짜거나 간식으로 먹는다.",
                               "question": "해바라기는 여러해살이풀인가?"}),
-    ("klue_sts", "validation", {"sentence1": "주말에 근처 도서관은 몇 시까지 문을 여나요?",
+    ("klue_sts", "validation", {"sentence1": "주말에 근처 구립 도서관은 보통 몇 시까지 문을 여나요?",
                                 "sentence2": "이번 주말 동네 도서관 운영 시간이 어떻게 되나요?", "score": "3.40"}),
 ]
 
@@ -47,7 +47,7 @@ def _records() -> pd.DataFrame:
         _rec(1, "지문을 읽고 질문에 답하세요.", "해바라기는 국화과에 속하는 한해살이 풀로 키가 2미터 까지 자라고 여름에 노란꽃을 "
              "피운다. 씨앗은 기름을 짜거나 간식으로 먹는다.", "예", "kobest_boolq", "kobest_boolq_qa"),
         # one KLUE STS sentence inside a paraphrase record (as ParaKQC shares sentences with KLUE STS)
-        _rec(2, "다음 질문과 같은 뜻의 질문을 쓰세요.", "주말에 근처 도서관은 몇 시까지 문을 여나요?",
+        _rec(2, "다음 질문과 같은 뜻의 질문을 쓰세요.", "주말에 근처 구립 도서관은 보통 몇 시까지 문을 여나요?",
              "토요일에 가까운 도서관은 언제 닫나요?", "parakqc", "parakqc_paraphrase"),
     ]
     rows += [_rec(10 + i, "다음 영화 리뷰의 감정을 분류하세요.", f"배우들의 연기가 정말 좋았고 음악도 훌륭했어요 {i}", "긍정")
@@ -56,11 +56,20 @@ def _records() -> pd.DataFrame:
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
-def test_units_are_benchmark_fields_long_enough():
-    units = benchmark_units(_canonical(), 10)
+def test_units_are_whole_items_and_long_fields():
+    units = benchmark_units(_canonical(), 20, 8)
     assert {(u.source, u.field) for u in units} == {
-        ("kobest_copa", "premise"), ("kobest_copa", "alternative_1"), ("kobest_copa", "alternative_2"),
-        ("kobest_boolq", "passage"), ("kobest_boolq", "question"), ("klue_sts", "sentence1"), ("klue_sts", "sentence2")}
+        ("kobest_copa", "*"), ("kobest_boolq", "*"), ("kobest_boolq", "passage"),
+        ("klue_sts", "*"), ("klue_sts", "sentence1"), ("klue_sts", "sentence2")}
+    copa = next(u for u in units if u.source == "kobest_copa")
+    assert copa.pieces == ["아이가놀이터에서넘어져무릎을다쳤다.", "엄마가상처에연고를발라주었다.", "아이는새운동화를샀다."]
+
+
+def test_a_shared_everyday_sentence_alone_is_not_contamination():
+    records = pd.DataFrame([_rec(0, "다음 문장을 읽고 답하세요.", "문장: 비가 많이 내렸다.\n보기 1: 엄마가 상처에 연고를 발라 주었다.",
+                                 "엄마가 상처에 연고를 발라 주었다.")], columns=RECORD_COLUMNS)
+    kept, s = decontaminate_frame(records, _canonical(), DecontaminateParams())
+    assert s.dropped == 0 and len(kept) == 1
 
 
 def test_planted_copies_and_near_copies_are_dropped_and_reported():
@@ -69,6 +78,7 @@ def test_planted_copies_and_near_copies_are_dropped_and_reported():
     dropped = {h["id"]: h for h in s.contaminated}
     assert set(dropped) == {"r0", "r1", "r2"}
     assert dropped["r0"]["kind"] == "exact_copy" and dropped["r0"]["benchmark"]["source"] == "kobest_copa"
+    assert dropped["r0"]["benchmark"]["field"] == "*" and dropped["r0"]["benchmark"]["id"] == "b0"
     assert dropped["r1"]["kind"] == "ngram_overlap" and 0.5 <= dropped["r1"]["overlap"] < 1.0
     assert dropped["r1"]["benchmark"]["field"] == "passage" and dropped["r1"]["benchmark"]["id"] == "b1"
     assert dropped["r2"]["kind"] == "exact_copy" and dropped["r2"]["benchmark"]["field"] == "sentence1"

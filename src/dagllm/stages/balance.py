@@ -73,8 +73,10 @@ def dedup_frame(df: pd.DataFrame, params: DedupParams, seed: int) -> tuple[pd.Da
     texts = _text(df)
     keep_of = np.arange(len(df))
     if params.exact and len(df):
-        first = pd.Series(texts).groupby(texts, sort=False).transform(lambda s: s.index[0]).to_numpy()
-        keep_of = np.minimum(keep_of, first)
+        codes, uniques = pd.factorize(pd.Series(texts))
+        first = np.full(len(uniques), len(df), dtype=np.int64)
+        np.minimum.at(first, codes, np.arange(len(df)))  # rows are sorted by id: first = smallest id
+        keep_of = first[codes]
     exact_dup = keep_of != np.arange(len(df))
     report.exact = int(exact_dup.sum())
     if params.near and len(df):

@@ -1,16 +1,22 @@
 """Decontaminate: drop training records that overlap an evaluation item.
 
 Evaluation items are the ``benchmark == True`` rows of the canonical table (KoBEST test splits,
-KLUE STS/YNAT validation, and any benchmark source added later). Every string field of an item
-that is at least ``min_unit_chars`` long is one *unit* (matching per field rather than per item
-catches a training record that copies one KLUE STS sentence, as ParaKQC records do).
+KLUE STS/YNAT validation, and any benchmark source added later). Each item gives *units* to match:
+
+- the item as a whole: the n-grams of each of its text fields (a COPA item = premise + two
+  alternatives; a field shorter than n, such as a label or 원인/결과, adds nothing);
+- each field at least ``min_unit_chars`` long on its own (one KLUE STS sentence copied into a
+  ParaKQC record; a BoolQ passage without its question).
+
+Short fields are not units on their own: everyday sentences such as "배터리가 방전되었다." occur in
+both KoBEST COPA train and test, and matching them alone would flag unrelated records.
 
 Texts are compared as character n-grams after NFKC, casefolding and removing all whitespace:
 Korean spacing is inconsistent between copies of the same sentence and a syllable carries about a
 morpheme, so character n-grams survive re-spacing and particle-level edits that break whitespace
 tokens. A record is contaminated when it holds at least ``threshold`` of one unit's n-grams; it is
-an *exact copy* when the unit's whole compacted text occurs in it (always dropped: an exact copy
-holds all of the unit's n-grams).
+an *exact copy* when every piece of the unit occurs verbatim (compacted) in it. Exact copies are
+always dropped: they hold all of the unit's n-grams, and ``threshold`` is at most 1.
 """
 
 from __future__ import annotations
@@ -34,8 +40,12 @@ class Unit:
     split: str
     item_id: str
     native_id: str | None
-    field: str
-    text: str
+    field: str  # a field name, or "*" for the whole item
+    pieces: list[str]
+
+    @property
+    def text(self) -> str:
+        return " / ".join(self.pieces)
 
 
 @dataclass
@@ -59,15 +69,21 @@ class DecontaminationSummary:
                 f"({self.units} texts): dropped {self.dropped} ({where}), kept {self.kept}"]
 
 
-def benchmark_units(canonical: pd.DataFrame, min_chars: int) -> list[Unit]:
-    """Every field value of every benchmark row that is at least ``min_chars`` long (compacted)."""
+def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int) -> list[Unit]:
+    """The units of every benchmark row: the whole item, and each field of at least ``min_chars``."""
     units = []
     bench = canonical[canonical["benchmark"].astype(bool)]
     for row in bench.itertuples(index=False):
-        for name, value in json.loads(row.fields).items():
-            text = compact(str(value))
-            if len(text) >= min_chars:
-                units.append(Unit(row.source, row.split, row.id, row.native_id, name, text))
+        fields = {name: compact(str(value)) for name, value in json.loads(row.fields).items()}
+        pieces = [text for text in fields.values() if len(text) >= n]
+        if not pieces:
+            continue
+        if len(pieces) > 1:
+            units.append(Unit(row.source, row.split, row.id, row.native_id, "*", pieces))
+        units += [Unit(row.source, row.split, row.id, row.native_id, name, [text])
+                  for name, text in fields.items() if len(text) >= max(min_chars, n)]
+        if len(pieces) == 1 and len(pieces[0]) < min_chars:  # a one-field item is a unit however short
+            units.append(Unit(row.source, row.split, row.id, row.native_id, "*", pieces))
     return units
 
 
@@ -83,12 +99,17 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
     n = params.ngram_chars
     if not units or records.empty:
         return []
-    uh, uoff = char_ngram_hashes([u.text for u in units], n, pad_short=True)
-    unit_of = np.repeat(np.arange(len(units)), np.diff(uoff))
+    pieces = [p for u in units for p in u.pieces]
+    uh, uoff = char_ngram_hashes(pieces, n)
+    piece_unit = np.repeat(np.arange(len(units)), [len(u.pieces) for u in units])
+    unit_of = np.repeat(piece_unit, np.diff(uoff))
     owners: dict[int, set[int]] = defaultdict(set)
     for h, u in zip(uh.tolist(), unit_of.tolist(), strict=True):
         owners[h].add(u)
-    unit_size = np.array([len(set(uh[uoff[i]:uoff[i + 1]].tolist())) for i in range(len(units))])
+    grams: dict[int, set[int]] = defaultdict(set)
+    for h, u in zip(uh.tolist(), unit_of.tolist(), strict=True):
+        grams[u].add(h)
+    unit_size = np.array([len(grams[i]) for i in range(len(units))])
     texts = record_texts(records)
     rh, roff = char_ngram_hashes(texts, n)
     bench = np.unique(uh)
@@ -103,7 +124,7 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
         best = None
         for u, c in shared.items():
             overlap = c / unit_size[u]
-            exact = units[u].text in texts[i]
+            exact = all(p in texts[i] for p in units[u].pieces)
             if overlap >= params.threshold or exact:
                 key = (exact, overlap)
                 if best is None or key > best[0]:
@@ -124,7 +145,7 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
 def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
                         params: DecontaminateParams) -> tuple[pd.DataFrame, DecontaminationSummary]:
     """Drop the contaminated records; return the kept ones and the report."""
-    units = benchmark_units(canonical, params.min_unit_chars)
+    units = benchmark_units(canonical, params.min_unit_chars, params.ngram_chars)
     hits = find_contamination(records.reset_index(drop=True), units, params)
     drop = {h["id"] for h in hits}
     kept = records[~records["id"].isin(drop)].reset_index(drop=True)
