@@ -75,30 +75,32 @@ def main() -> None:
     args = ap.parse_args()
     p = load_params("params.yaml")
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         canonical, rendered = real_records(args.mirror, work)
         records = synthesise(rendered, canonical, args.records)
         vparams = p.validate_.model_copy(update={"max_duplicate_fraction": 0.05})
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         base = records.drop_duplicates(["instruction", "input", "output"])
         balance_frame(base, p.balance)
-        timings["baseline_pandas_drop_duplicates_and_cap_split"] = time.perf_counter() - t
+        timings["baseline_pandas_drop_duplicates_and_cap_split"], cpu["baseline_pandas_drop_duplicates_and_cap_split"] = time.perf_counter() - t, time.process_time() - c
 
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         gate, kept = validate_points(canonical, records, vparams, p.render.tasks, default_catalog(), work / "v", work / "q")
-        timings["validate_ingested_and_rendered"] = time.perf_counter() - t
-        t = time.perf_counter()
+        timings["validate_ingested_and_rendered"], cpu["validate_ingested_and_rendered"] = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
         clean, report = decontaminate_frame(kept, canonical, p.decontaminate)
-        timings["decontaminate"] = time.perf_counter() - t
-        t = time.perf_counter()
+        timings["decontaminate"], cpu["decontaminate"] = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
         train, val, summary = balance_records(clean, p.balance)
-        timings["dedup_and_balance"] = time.perf_counter() - t
-        t = time.perf_counter()
+        timings["dedup_and_balance"], cpu["dedup_and_balance"] = time.perf_counter() - t, time.process_time() - c
+        t, c = time.perf_counter(), time.process_time()
         train, val, _ = balanced_gate(vparams, p.render.tasks, p.balance.per_task_cap, work / "b", work / "bq")(train, val)
-        timings["validate_balanced"] = time.perf_counter() - t
+        timings["validate_balanced"], cpu["validate_balanced"] = time.perf_counter() - t, time.process_time() - c
     total = sum(v for k, v in timings.items() if not k.startswith("baseline"))
+    total_cpu = sum(v for k, v in cpu.items() if not k.startswith("baseline"))
     print(json.dumps({
         "records": len(records), "canonical_rows": len(canonical), "real_rendered_records": len(rendered),
         "gate_success": gate.success, "quarantined": {s.point: s.quarantined for s in gate.points},
@@ -106,6 +108,7 @@ def main() -> None:
         "exact_duplicates": summary.duplicates.exact, "near_duplicates": summary.duplicates.near,
         "train": len(train), "validation": len(val),
         "seconds": {k: round(v, 2) for k, v in timings.items()}, "total_seconds": round(total, 2),
+        "cpu_seconds": {k: round(v, 2) for k, v in cpu.items()}, "total_cpu_seconds": round(total_cpu, 2),
         "ratio_to_baseline": round(total / timings["baseline_pandas_drop_duplicates_and_cap_split"], 1),
     }, indent=2, ensure_ascii=False))
 

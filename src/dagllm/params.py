@@ -146,7 +146,7 @@ class DecontaminateParams(_Section):
 
     ngram_chars: int = Field(8, ge=3, le=64, description="character n-gram length, counted after removing "
                              "whitespace (Korean spacing varies; a syllable carries a morpheme's worth)")
-    threshold: float = Field(0.5, gt=0, le=1, description="drop a record holding at least this share of "
+    threshold: float = Field(0.6, gt=0, le=1, description="drop a record holding at least this share of "
                              "one benchmark text's n-grams; exact copies are always dropped")
     min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (without whitespace) is "
                                 "also matched on its own; shorter fields only as part of their whole item")

@@ -70,20 +70,20 @@ class DecontaminationSummary:
 
 
 def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int) -> list[Unit]:
-    """The units of every benchmark row: the whole item, and each field of at least ``min_chars``."""
+    """The units of every benchmark row: the whole item, and each field of at least ``min_chars``.
+
+    A unit totals at least ``min_chars`` characters: a COPA item whose only long field is
+    "갑자기 소나기가 내렸다." says too little to call a record that contains it a copy.
+    """
     units = []
     bench = canonical[canonical["benchmark"].astype(bool)]
     for row in bench.itertuples(index=False):
         fields = {name: compact(str(value)) for name, value in json.loads(row.fields).items()}
         pieces = [text for text in fields.values() if len(text) >= n]
-        if not pieces:
-            continue
-        if len(pieces) > 1:
+        long_fields = [(name, text) for name, text in fields.items() if len(text) >= max(min_chars, n)]
+        if sum(map(len, pieces)) >= min_chars and (len(pieces) > 1 or not long_fields):
             units.append(Unit(row.source, row.split, row.id, row.native_id, "*", pieces))
-        units += [Unit(row.source, row.split, row.id, row.native_id, name, [text])
-                  for name, text in fields.items() if len(text) >= max(min_chars, n)]
-        if len(pieces) == 1 and len(pieces[0]) < min_chars:  # a one-field item is a unit however short
-            units.append(Unit(row.source, row.split, row.id, row.native_id, "*", pieces))
+        units += [Unit(row.source, row.split, row.id, row.native_id, name, [text]) for name, text in long_fields]
     return units
 
 
@@ -117,8 +117,10 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
     hit = bench[pos] == rh
     hits_per_record = np.add.reduceat(hit.astype(np.int64), roff[:-1]) if len(rh) else np.zeros(len(texts))
     hits_per_record[np.diff(roff) == 0] = 0  # reduceat reads the next text's slot for an empty one
+    # A record needs threshold * (smallest unit) shared n-grams before any unit can match it.
+    need = max(int(np.floor(params.threshold * unit_size.min() - 1e-9)), 1)
     out = []
-    for i in np.flatnonzero(hits_per_record).tolist():
+    for i in np.flatnonzero(hits_per_record >= need).tolist():
         grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
         shared: Counter = Counter(u for g in grams for u in owners[g])
         best = None
