@@ -65,6 +65,7 @@ def synthesise(rendered: pd.DataFrame, canonical: pd.DataFrame, n: int, seed: in
     bench = canonical[canonical["benchmark"]].head(200)
     planted = rng.choice(n, size=len(bench), replace=False)
     out.loc[planted, "input"] = [json.loads(f)["premise"] + " " + json.loads(f)["alternative_1"] for f in bench["fields"]]
+    out.attrs["planted"] = out.loc[planted, "id"].tolist()
     return out
 
 
@@ -104,7 +105,9 @@ def main() -> None:
     print(json.dumps({
         "records": len(records), "canonical_rows": len(canonical), "real_rendered_records": len(rendered),
         "gate_success": gate.success, "quarantined": {s.point: s.quarantined for s in gate.points},
-        "decontaminated": report.dropped, "by_benchmark_source": report.by_benchmark_source,
+        "decontaminated": report.dropped,
+        "planted_benchmark_copies_caught": f"{len(set(records.attrs['planted']) & {h['id'] for h in report.contaminated})}"
+                                           f" of {len(records.attrs['planted'])}", "by_benchmark_source": report.by_benchmark_source,
         "exact_duplicates": summary.duplicates.exact, "near_duplicates": summary.duplicates.near,
         "train": len(train), "validation": len(val),
         "seconds": {k: round(v, 2) for k, v in timings.items()}, "total_seconds": round(total, 2),

@@ -14,9 +14,11 @@ both KoBEST COPA train and test, and matching them alone would flag unrelated re
 Texts are compared as character n-grams after NFKC, casefolding and removing all whitespace:
 Korean spacing is inconsistent between copies of the same sentence and a syllable carries about a
 morpheme, so character n-grams survive re-spacing and particle-level edits that break whitespace
-tokens. A record is contaminated when it holds at least ``threshold`` of one unit's n-grams; it is
-an *exact copy* when every piece of the unit occurs verbatim (compacted) in it. Exact copies are
-always dropped: they hold all of the unit's n-grams, and ``threshold`` is at most 1.
+tokens. A record is contaminated when its overlap with one unit reaches ``threshold``: for a field
+unit, the share of the field's n-grams found in the record; for a whole item, the share of its
+fields that are each at least ``threshold`` covered (premise + right answer of a COPA item = 2/3,
+whatever the sentence lengths). It is an *exact copy* when every piece of the unit occurs
+verbatim (compacted) in it. Exact copies are always dropped: their overlap is 1.
 """
 
 from __future__ import annotations
@@ -94,22 +96,33 @@ def record_texts(records: pd.DataFrame) -> list[str]:
                 strict=True)]
 
 
-def find_contamination(records: pd.DataFrame, units: list[Unit], params: DecontaminateParams) -> list[dict]:
-    """One entry per contaminated record: the unit it overlaps most, the overlap and the kind."""
-    n = params.ngram_chars
-    if not units or records.empty:
-        return []
+def _piece_index(units: list[Unit], n: int):
+    """n-gram hashes of every piece, which pieces own each hash, and each piece's distinct n-grams."""
     pieces = [p for u in units for p in u.pieces]
     uh, uoff = char_ngram_hashes(pieces, n)
-    piece_unit = np.repeat(np.arange(len(units)), [len(u.pieces) for u in units])
-    unit_of = np.repeat(piece_unit, np.diff(uoff))
+    piece_of = np.repeat(np.arange(len(pieces)), np.diff(uoff))
     owners: dict[int, set[int]] = defaultdict(set)
-    for h, u in zip(uh.tolist(), unit_of.tolist(), strict=True):
-        owners[h].add(u)
-    grams: dict[int, set[int]] = defaultdict(set)
-    for h, u in zip(uh.tolist(), unit_of.tolist(), strict=True):
-        grams[u].add(h)
-    unit_size = np.array([len(grams[i]) for i in range(len(units))])
+    for h, p in zip(uh.tolist(), piece_of.tolist(), strict=True):
+        owners[h].add(p)
+    size = np.array([len(set(uh[uoff[i]:uoff[i + 1]].tolist())) for i in range(len(pieces))])
+    first = np.concatenate([[0], np.cumsum([len(u.pieces) for u in units])])
+    return uh, owners, size, first
+
+
+def _overlap(unit: Unit, cover: np.ndarray, threshold: float) -> float:
+    """A field unit: the share of its n-grams in the record. A whole item: the share of its pieces
+    (fields) that are each at least ``threshold`` covered, so premise + answer of a COPA item
+    counts 2/3 whatever the lengths."""
+    return float(cover[0]) if unit.field != "*" else float((cover >= threshold).mean())
+
+
+def find_contamination(records: pd.DataFrame, units: list[Unit], params: DecontaminateParams) -> list[dict]:
+    """One entry per contaminated record: the unit it overlaps most, the overlap and the kind."""
+    n, thr = params.ngram_chars, params.threshold
+    if not units or records.empty:
+        return []
+    uh, owners, size, first = _piece_index(units, n)
+    unit_of_piece = np.repeat(np.arange(len(units)), np.diff(first))
     texts = record_texts(records)
     rh, roff = char_ngram_hashes(texts, n)
     bench = np.unique(uh)
@@ -117,27 +130,26 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
     hit = bench[pos] == rh
     hits_per_record = np.add.reduceat(hit.astype(np.int64), roff[:-1]) if len(rh) else np.zeros(len(texts))
     hits_per_record[np.diff(roff) == 0] = 0  # reduceat reads the next text's slot for an empty one
-    # A record needs threshold * (smallest unit) shared n-grams before any unit can match it.
-    need = max(int(np.floor(params.threshold * unit_size.min() - 1e-9)), 1)
+    # A record needs threshold * (smallest piece) shared n-grams before any unit can match it.
+    need = max(int(np.floor(thr * size.min() - 1e-9)), 1)
     out = []
     for i in np.flatnonzero(hits_per_record >= need).tolist():
         grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
-        shared: Counter = Counter(u for g in grams for u in owners[g])
+        shared: Counter = Counter(p for g in grams for p in owners[g])
         best = None
-        for u, c in shared.items():
-            overlap = c / unit_size[u]
-            exact = all(p in texts[i] for p in units[u].pieces)
-            if overlap >= params.threshold or exact:
-                key = (exact, overlap)
-                if best is None or key > best[0]:
-                    best = (key, u)
+        for u in sorted({int(unit_of_piece[p]) for p in shared}):
+            cover = np.array([shared.get(p, 0) for p in range(first[u], first[u + 1])]) / size[first[u]:first[u + 1]]
+            overlap = _overlap(units[u], cover, thr)
+            exact = bool(cover.min() >= 1.0) and all(p in texts[i] for p in units[u].pieces)
+            if (overlap >= thr or exact) and (best is None or (exact, overlap) > best[0]):
+                best = ((exact, overlap), u)
         if best is None:
             continue
         (exact, overlap), u = best
         unit, rec = units[u], records.iloc[i]
         out.append({
             "id": rec["id"], "task": rec["task"], "source": rec["source"],
-            "kind": "exact_copy" if exact else "ngram_overlap", "overlap": round(float(overlap), 4),
+            "kind": "exact_copy" if exact else "ngram_overlap", "overlap": round(overlap, 4),
             "benchmark": {"source": unit.source, "split": unit.split, "id": unit.item_id,
                           "native_id": unit.native_id, "field": unit.field, "text": unit.text[:200]},
         })
