@@ -148,6 +148,8 @@ class DecontaminateParams(_Section):
                              "whitespace (Korean spacing varies; a syllable carries a morpheme's worth)")
     threshold: float = Field(0.6, gt=0, le=1, description="drop a record holding at least this share of "
                              "one benchmark text's n-grams; exact copies are always dropped")
+    min_piece_chars: int = Field(5, ge=1, description="benchmark fields shorter than this (labels such as "
+                                 "원인/결과, scores, single words) are not part of an item's text")
     min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (without whitespace) is "
                                 "also matched on its own; shorter fields only as part of their whole item")
 

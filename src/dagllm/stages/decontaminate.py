@@ -71,17 +71,18 @@ class DecontaminationSummary:
                 f"({self.units} texts): dropped {self.dropped} ({where}), kept {self.kept}"]
 
 
-def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int) -> list[Unit]:
+def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: int = 5) -> list[Unit]:
     """The units of every benchmark row: the whole item, and each field of at least ``min_chars``.
 
-    A unit totals at least ``min_chars`` characters: a COPA item whose only long field is
+    An item's pieces are its fields of at least ``min_piece`` characters (labels such as 원인/결과
+    or a score are not text). A unit totals at least ``min_chars`` characters: a COPA item whose only long field is
     "갑자기 소나기가 내렸다." says too little to call a record that contains it a copy.
     """
     units = []
     bench = canonical[canonical["benchmark"].astype(bool)]
     for row in bench.itertuples(index=False):
         fields = {name: compact(str(value)) for name, value in json.loads(row.fields).items()}
-        pieces = [text for text in fields.values() if len(text) >= n]
+        pieces = [text for text in fields.values() if len(text) >= min_piece]
         long_fields = [(name, text) for name, text in fields.items() if len(text) >= max(min_chars, n)]
         if sum(map(len, pieces)) >= min_chars and (len(pieces) > 1 or not long_fields):
             units.append(Unit(row.source, row.split, row.id, row.native_id, "*", pieces))
@@ -131,14 +132,15 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
     hits_per_record = np.add.reduceat(hit.astype(np.int64), roff[:-1]) if len(rh) else np.zeros(len(texts))
     hits_per_record[np.diff(roff) == 0] = 0  # reduceat reads the next text's slot for an empty one
     # A record needs threshold * (smallest piece) shared n-grams before any unit can match it.
-    need = max(int(np.floor(thr * size.min() - 1e-9)), 1)
+    need = max(int(np.floor(thr * size[size > 0].min() - 1e-9)), 1) if (size > 0).any() else 1
     out = []
     for i in np.flatnonzero(hits_per_record >= need).tolist():
         grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
         shared: Counter = Counter(p for g in grams for p in owners[g])
         best = None
         for u in sorted({int(unit_of_piece[p]) for p in shared}):
-            cover = np.array([shared.get(p, 0) for p in range(first[u], first[u + 1])]) / size[first[u]:first[u + 1]]
+            cover = np.array([shared.get(p, 0) / size[p] if size[p] else  # shorter than n: verbatim or not
+                              float(units[u].pieces[p - first[u]] in texts[i]) for p in range(first[u], first[u + 1])])
             overlap = _overlap(units[u], cover, thr)
             exact = bool(cover.min() >= 1.0) and all(p in texts[i] for p in units[u].pieces)
             if (overlap >= thr or exact) and (best is None or (exact, overlap) > best[0]):
@@ -159,7 +161,7 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
 def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
                         params: DecontaminateParams) -> tuple[pd.DataFrame, DecontaminationSummary]:
     """Drop the contaminated records; return the kept ones and the report."""
-    units = benchmark_units(canonical, params.min_unit_chars, params.ngram_chars)
+    units = benchmark_units(canonical, params.min_unit_chars, params.ngram_chars, params.min_piece_chars)
     hits = find_contamination(records.reset_index(drop=True), units, params)
     drop = {h["id"] for h in hits}
     kept = records[~records["id"].isin(drop)].reset_index(drop=True)
