@@ -114,7 +114,7 @@ def allowed_task_labels(catalog: Catalog, tasks: list[str]) -> dict[str, set[str
     return {t: set(catalog.task(t).labels) for t in tasks if catalog.task(t).labels}
 
 
-def _row_level(E, params: ValidateParams):
+def _row_level(params: ValidateParams):
     mostly = 1.0 - params.max_bad_fraction
     # meta marks the expectations whose unexpected rows are quarantined
     return lambda cls, **kw: cls(**kw, mostly=mostly, meta={"row_level": True})
@@ -122,7 +122,7 @@ def _row_level(E, params: ValidateParams):
 
 def _ingested_suite(gx, params: ValidateParams, label_keys: list[str]) -> tuple[list, list]:
     E = gx.expectations
-    row = _row_level(E, params)
+    row = _row_level(params)
     table = [
         E.ExpectTableColumnsToMatchSet(column_set=[*CANONICAL_COLUMNS, "_q_fields_chars", "_q_source_label"],
                                        exact_match=True),
@@ -144,7 +144,7 @@ def _ingested_suite(gx, params: ValidateParams, label_keys: list[str]) -> tuple[
 def _records_suite(gx, params: ValidateParams, tasks: list[str], label_keys: list[str] | None,
                    max_per_task: int | None) -> tuple[list, list]:
     E = gx.expectations
-    row = _row_level(E, params)
+    row = _row_level(params)
     extra = ["_q_tokens", "_q_hangul", "_q_hangul_min", "_q_hangul_max", "_q_task_count"]
     if label_keys is not None:
         extra.append("_q_task_label")
