@@ -42,25 +42,38 @@ def render_op(params_json: str, canonical: Input[Dataset], rendered: Output[Data
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def validate_op(params_json: str, rendered: Input[Dataset], data_docs: Output[HTML], report: Output[Artifact],
-                metrics: Output[Metrics]):
-    """great-expectations suite over the rendered records; fails the run when the suite fails."""
+def validate_op(params_json: str, canonical: Input[Dataset], rendered: Input[Dataset], validated: Output[Dataset],
+                data_docs: Output[HTML], report: Output[Artifact], metrics: Output[Metrics]):
+    """Quality gate on the canonical table and rendered records; quarantines bad rows, fails the
+    run when a suite fails."""
     from pathlib import Path
 
     from dagllm.kfp_glue import validate
 
-    validate(params_json, Path(rendered.path), Path(data_docs.path), Path(report.path), metrics)
+    validate(params_json, Path(canonical.path), Path(rendered.path), Path(validated.path), Path(data_docs.path),
+             Path(report.path), metrics)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def balance_op(params_json: str, rendered: Input[Dataset], train: Output[Dataset], validation: Output[Dataset],
-               metrics: Output[Metrics]):
-    """Per-task cap and a stratified train/validation split."""
+def decontaminate_op(params_json: str, validated: Input[Dataset], canonical: Input[Dataset],
+                     decontaminated: Output[Dataset], metrics: Output[Metrics]):
+    """Drop records overlapping a benchmark item (character n-grams)."""
+    from pathlib import Path
+
+    from dagllm.kfp_glue import decontaminate
+
+    decontaminate(params_json, Path(validated.path), Path(canonical.path), Path(decontaminated.path), metrics)
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def balance_op(params_json: str, records: Input[Dataset], train: Output[Dataset], validation: Output[Dataset],
+               data_docs: Output[HTML], metrics: Output[Metrics]):
+    """Dedup, seeded mixing policy, stratified split and the balanced point of the gate."""
     from pathlib import Path
 
     from dagllm.kfp_glue import balance
 
-    balance(params_json, Path(rendered.path), Path(train.path), Path(validation.path), metrics)
+    balance(params_json, Path(records.path), Path(train.path), Path(validation.path), Path(data_docs.path), metrics)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
@@ -74,15 +87,17 @@ def train_op(params_json: str, train: Input[Dataset], model: Output[Model], metr
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
-def evaluate_op(params_json: str, canonical: Input[Dataset], model: Input[Model], report: Output[Artifact],
-                metrics: Output[Metrics], eval_table: Output[Markdown], confusion: Output[ClassificationMetrics]):
-    """lm-evaluation-harness on the benchmark splits; the eval table as Markdown, a confusion matrix."""
+def evaluate_op(params_json: str, canonical: Input[Dataset], model: Input[Model], validation: Input[Dataset],
+                report: Output[Artifact], metrics: Output[Metrics], eval_table: Output[Markdown],
+                eval_chart: Output[HTML], confusion: Output[ClassificationMetrics]):
+    """lm-evaluation-harness on the benchmark splits, validation loss per category; the eval table as
+    Markdown, the chart as HTML, a confusion matrix."""
     from pathlib import Path
 
     from dagllm.kfp_glue import evaluate
 
-    evaluate(params_json, Path(canonical.path), Path(model.path), Path(report.path), metrics,
-             Path(eval_table.path), confusion)
+    evaluate(params_json, Path(canonical.path), Path(model.path), Path(validation.path), Path(report.path), metrics,
+             Path(eval_table.path), Path(eval_chart.path), confusion)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

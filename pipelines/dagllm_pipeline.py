@@ -1,4 +1,4 @@
-"""The KFP v2 DAG: ingest -> render -> validate -> balance -> train -> evaluate -> register.
+"""The KFP v2 DAG: ingest -> render -> validate -> decontaminate -> balance -> train -> evaluate -> register.
 
 The pipeline has one parameter, ``params_json``: the whole of params.yaml as JSON, with its
 default taken from params.yaml at compile time (nothing is read from the environment). Every
@@ -25,6 +25,7 @@ from kfp import kubernetes as k8s
 
 from components.stages import (
     balance_op,
+    decontaminate_op,
     evaluate_op,
     ingest_op,
     register_op,
@@ -53,23 +54,28 @@ def build_pipeline(params: Params):
     default = params_json(params)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Korean instruction tuning, DaG LLM / KIT-19 style: "
-                  "ingest, render, validate, balance, train, evaluate, register.")
+                  "ingest, render, validate, decontaminate, balance, train, evaluate, register.")
     def dagllm(params_json: str = default) -> str:
         ingest = ingest_op(params_json=params_json).set_display_name("ingest sources")
         render = render_op(params_json=params_json, canonical=ingest.outputs["canonical"])
         render.set_display_name("render Korean templates")
-        validate = validate_op(params_json=params_json, rendered=render.outputs["rendered"])
+        validate = validate_op(params_json=params_json, canonical=ingest.outputs["canonical"],
+                               rendered=render.outputs["rendered"])
         validate.set_display_name("validate (great-expectations)")
-        balance = balance_op(params_json=params_json, rendered=render.outputs["rendered"]).after(validate)
-        balance.set_display_name("balance tasks")
+        decontaminate = decontaminate_op(params_json=params_json, validated=validate.outputs["validated"],
+                                         canonical=ingest.outputs["canonical"])
+        decontaminate.set_display_name("decontaminate (benchmark overlap)")
+        balance = balance_op(params_json=params_json, records=decontaminate.outputs["decontaminated"])
+        balance.set_display_name("dedup + balance tasks")
         train = train_op(params_json=params_json, train=balance.outputs["train"]).set_display_name("fine-tune")
         evaluate = evaluate_op(params_json=params_json, canonical=ingest.outputs["canonical"],
-                               model=train.outputs["model"]).set_display_name("evaluate (KIT-19 protocol)")
+                               model=train.outputs["model"], validation=balance.outputs["validation"])
+        evaluate.set_display_name("evaluate (KIT-19 protocol)")
         register = register_op(params_json=params_json, model=train.outputs["model"],
                                eval_report=evaluate.outputs["report"]).set_display_name("register in MLflow")
-        # Registration talks to the registry and must happen on every run: never cached.
-        tasks = {"ingest": ingest, "render": render, "validate": validate, "balance": balance, "train": train,
-                 "evaluate": evaluate, "register": register}
+        # Caching, retries and resources per stage: apply_cluster_settings (register is never cached).
+        tasks = {"ingest": ingest, "render": render, "validate": validate, "decontaminate": decontaminate,
+                 "balance": balance, "train": train, "evaluate": evaluate, "register": register}
         for name, task in tasks.items():
             apply_cluster_settings(task, name, params.kubeflow)
         return register.outputs["Output"]

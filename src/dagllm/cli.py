@@ -21,7 +21,7 @@ from dagllm.runtime import offline
 
 app = typer.Typer(
     help="dagllm: build Korean instruction-tuned LLMs as one reproducible pipeline "
-    "(ingest -> render -> validate -> balance -> train -> evaluate -> register).",
+    "(ingest -> render -> validate -> decontaminate -> balance -> train -> evaluate -> register).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 pipeline_app = typer.Typer(help="Kubeflow Pipelines: compile the DAG, run it locally, submit it to a cluster, "
@@ -135,20 +135,43 @@ def render(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None)
 
 @app.command()
 def validate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
-    """Check the rendered records with great-expectations; Data Docs in reports/validation/."""
+    """Quality gate (great-expectations) on the canonical table and the rendered records.
+
+    Rows failing a row-level expectation go to data/validated/quarantine/<point>.jsonl with the
+    reason; the rest to data/validated/records.parquet. Exits 1 with the failed expectations when
+    a suite fails or too many rows are quarantined. Data Docs in reports/validation/docs/.
+    """
     from dagllm.stages.validate import run_validate
 
     _stage("validate", params, overrides, lambda p, lay: run_validate(
-        p.validate_, p.render.tasks, lay.rendered, lay.validation_dir))
+        p.validate_, p.render.tasks, default_catalog(), lay.canonical, lay.rendered, lay.validation_dir,
+        lay.validated, lay.validation_quarantine))
+
+
+@app.command()
+def decontaminate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
+    """Drop validated records that overlap a benchmark item (character n-grams); list them in
+    reports/decontamination.json with the item each one matches."""
+    from dagllm.stages.decontaminate import run_decontaminate
+
+    _stage("decontaminate", params, overrides, lambda p, lay: run_decontaminate(
+        p.decontaminate, lay.validated, lay.canonical, lay.decontaminated, lay.decontamination_report))
 
 
 @app.command()
 def balance(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
-    """Cap each task, split train/validation; counts in reports/balance.json."""
+    """Dedup (exact + MinHash), mix tasks by the seeded policy, split train/validation by task,
+    and run the balanced point of the gate; reports/balance.json and reports/balance_mix.png."""
     from dagllm.stages.balance import run_balance
+    from dagllm.stages.validate import balanced_gate
 
-    _stage("balance", params, overrides, lambda p, lay: run_balance(
-        p.balance, lay.rendered, lay.train_split, lay.val_split, lay.balance_report))
+    def run(p: Params, lay: Layout):
+        cap = p.balance.per_task_cap if p.balance.mixing == "cap" else None
+        gate = balanced_gate(p.validate_, p.render.tasks, cap, lay.balanced_validation_dir, lay.balanced_quarantine)
+        return run_balance(p.balance, lay.decontaminated, lay.train_split, lay.val_split, lay.balance_report,
+                           lay.balance_chart, gate)
+
+    _stage("balance", params, overrides, run)
 
 
 @app.command()

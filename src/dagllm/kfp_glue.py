@@ -75,30 +75,58 @@ def render(params_json: str, canonical_dir: Path, out_dir: Path, metrics: Metric
     _log(metrics, {"records": s.records, **{f"task.{t}": n for t, n in s.per_task.items()}})
 
 
-def validate(params_json: str, rendered_dir: Path, html_path: Path, report_dir: Path, metrics: MetricsSink) -> None:
-    from dagllm.io import read_parquet
-    from dagllm.stages.validate import ValidationFailed, validate_frame
+def _copy_page(docs_dir: Path, suite: str, html_path: Path) -> None:
+    """The KFP UI shows one HTML file: the validation-result page of ``suite`` from the Data Docs."""
+    pages = sorted(p for p in (docs_dir / "validations").rglob("*.html") if suite in p.parts)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pages[0] if pages else docs_dir / "index.html", html_path)
+
+
+def validate(params_json: str, canonical_dir: Path, rendered_dir: Path, validated_dir: Path, html_path: Path,
+             report_dir: Path, metrics: MetricsSink) -> None:
+    from dagllm.io import read_parquet, write_parquet
+    from dagllm.stages.validate import ValidationFailed, validate_points
 
     p = _params(params_json)
-    s = validate_frame(read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
-                       report_dir)
-    # The KFP UI shows one HTML file: the validation-result page of the Data Docs site.
-    pages = sorted((report_dir / "docs" / "validations").rglob("*.html"))
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(pages[0] if pages else report_dir / "docs" / "index.html", html_path)
-    _log(metrics, {"passed": sum(e["success"] for e in s.expectations), "expectations": len(s.expectations),
-                   "rows": s.rows})
+    s, kept = validate_points(read_parquet(canonical_dir / "records.parquet", "ingest"),
+                              read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
+                              default_catalog(), report_dir, validated_dir / "quarantine")
+    _copy_page(report_dir / "docs", "rendered", html_path)
+    _log(metrics, {f"{x.point}.{k}": v for x in s.points for k, v in
+                   (("passed", sum(e["success"] for e in x.expectations)), ("expectations", len(x.expectations)),
+                    ("rows", x.rows), ("kept", x.kept), ("quarantined", x.quarantined))})
     if not s.success:
         raise ValidationFailed(s)
+    write_parquet(kept, validated_dir / "records.parquet")
 
 
-def balance(params_json: str, rendered_dir: Path, train_dir: Path, val_dir: Path, metrics: MetricsSink) -> None:
-    from dagllm.stages.balance import run_balance
+def decontaminate(params_json: str, validated_dir: Path, canonical_dir: Path, out_dir: Path,
+                  metrics: MetricsSink) -> None:
+    from dagllm.stages.decontaminate import run_decontaminate
 
     p = _params(params_json)
-    s = run_balance(p.balance, rendered_dir / "records.parquet", train_dir / "records.parquet",
-                    val_dir / "records.parquet", train_dir / "balance.json")
-    _log(metrics, {"train": sum(s.train.values()), "validation": sum(s.validation.values())})
+    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", canonical_dir / "records.parquet",
+                          out_dir / "records.parquet", out_dir / "decontamination.json")
+    _log(metrics, {"records": s.records, "kept": s.kept, "dropped": s.dropped,
+                   **{f"from.{k}": v for k, v in s.by_benchmark_source.items()}})
+
+
+def balance(params_json: str, records_dir: Path, train_dir: Path, val_dir: Path, html_path: Path,
+            metrics: MetricsSink) -> None:
+    from dagllm.stages.balance import run_balance
+    from dagllm.stages.validate import balanced_gate
+
+    p = _params(params_json)
+    cap = p.balance.per_task_cap if p.balance.mixing == "cap" else None
+    gate = balanced_gate(p.validate_, p.render.tasks, cap, train_dir / "gate", train_dir / "quarantine")
+    try:
+        s = run_balance(p.balance, records_dir / "records.parquet", train_dir / "records.parquet",
+                        val_dir / "records.parquet", train_dir / "balance.json", train_dir / "balance_mix.png", gate)
+    finally:
+        if (train_dir / "gate" / "docs").is_dir():
+            _copy_page(train_dir / "gate" / "docs", "balanced", html_path)
+    _log(metrics, {"train": sum(s.train.values()), "validation": sum(s.validation.values()),
+                   "duplicates_removed": s.duplicates.exact + s.duplicates.near})
 
 
 def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSink) -> None:
@@ -111,26 +139,27 @@ def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSi
     _log(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})
 
 
-def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, report_dir: Path, metrics: MetricsSink,
-             table_path: Path | None = None, confusion: ConfusionSink | None = None) -> None:
-    """Score the model; optionally write the Markdown eval table and a confusion matrix.
+def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Path, report_dir: Path,
+             metrics: MetricsSink, table_path: Path | None = None, html_path: Path | None = None,
+             confusion: ConfusionSink | None = None) -> None:
+    """Score the model; copy the stage's table (Markdown) and chart page (HTML) to the KFP artifacts.
 
-    The table comes from ``report_dir/metrics.json``; the confusion matrix from the per-item
-    samples of the task the registry compares (``register.metric``), when they carry a target
-    and one log-likelihood per choice.
+    The confusion matrix comes from the per-item samples of the promotion policy's primary task,
+    when they carry a target and one log-likelihood per choice.
     """
+    from dagllm.registry import load_policy
     from dagllm.stages.evaluate import run_evaluate
 
     p = _params(params_json)
     s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
-                     model_dir / "train_run.json", report_dir)
+                     model_dir / "train_run.json", report_dir, val_dir / "records.parquet")
     _log(metrics, {f"{t}.{m}": v for t, ms in s.metrics.items() for m, v in ms.items()})
-    if table_path is not None:
-        table_path.parent.mkdir(parents=True, exist_ok=True)
-        table_path.write_text(eval_markdown(json.loads((report_dir / "metrics.json").read_text(encoding="utf-8"))),
-                              encoding="utf-8")
+    for src, dest in ((report_dir / "table.md", table_path), (report_dir / "report.html", html_path)):
+        if dest is not None:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
     if confusion is not None:
-        task = p.register_.metric.split(".")[0]
+        task = load_policy(p.register_.policy).primary.metric.split(".")[0]
         cm = confusion_matrix(report_dir / "samples" / f"{task}.jsonl")
         if cm is not None:
             confusion.log_confusion_matrix(*cm)
@@ -180,17 +209,6 @@ def model_files(model_dir: Path) -> Path:
 
 
 # --- typed report artifacts ----------------------------------------------------------------------
-
-
-def eval_markdown(report: dict[str, Any]) -> str:
-    """A Markdown table (task, metric, value, items) from an evaluation ``metrics.json``."""
-    lines = ["| task | metric | value | items |", "| --- | --- | ---: | ---: |"]
-    samples = report.get("samples", {})
-    for task, values in sorted(report.get("metrics", {}).items()):
-        for metric, value in sorted(values.items()):
-            lines.append(f"| {task} | {metric} | {float(value):.4f} | {samples.get(task, '')} |")
-    header = f"lm-evaluation-harness {report.get('lm_eval_version', '?')}, {report.get('num_fewshot', 0)}-shot"
-    return f"### Evaluation\n\n{header}\n\n" + "\n".join(lines) + "\n"
 
 
 def confusion_matrix(samples_path: Path) -> tuple[list[str], list[list[int]]] | None:

@@ -82,18 +82,69 @@ class RenderParams(_Section):
         "all of a task's templates")
 
 
+class HangulBounds(_Section):
+    """Allowed share of Hangul characters among the non-space characters of a record."""
+
+    min: float = Field(0.0, ge=0, le=1)
+    max: float = Field(1.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> HangulBounds:
+        if self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
 class ValidateParams(_Section):
     min_instruction_chars: int = Field(4, ge=1)
     max_instruction_chars: int = Field(4000, ge=1)
     max_input_chars: int = Field(8000, ge=1)
     max_output_chars: int = Field(4000, ge=1)
+    min_tokens: int = Field(2, ge=1, description="fewest proxy tokens (Hangul/Latin/digit runs and "
+                            "punctuation marks) in instruction + input + output")
+    max_tokens: int = Field(4096, ge=1, description="most proxy tokens per record")
+    max_fields_chars: int = Field(100_000, ge=2, description="longest canonical `fields` JSON (ingested gate)")
     min_records_per_task: int = Field(1, ge=1)
+    max_records_per_task: int | None = Field(None, ge=1, description="rendered gate: most records per task "
+                                             "(null = no bound)")
     max_duplicate_fraction: float = Field(0.05, ge=0, le=1)
+    max_bad_fraction: float = Field(0.02, ge=0, lt=1, description="row-level failures are quarantined; the "
+                                    "gate fails when more than this share of rows is quarantined "
+                                    "(also each row-level expectation's `mostly` = 1 - this)")
+    hangul: dict[str, HangulBounds] = Field(
+        default_factory=lambda: {"default": HangulBounds(min=0.3, max=1.0)},
+        description="Hangul ratio bounds keyed by task id or category; 'default' for the rest")
 
     @model_validator(mode="after")
     def _bounds(self) -> ValidateParams:
         if self.min_instruction_chars > self.max_instruction_chars:
             raise ValueError("min_instruction_chars must not exceed max_instruction_chars")
+        if self.min_tokens > self.max_tokens:
+            raise ValueError("min_tokens must not exceed max_tokens")
+        if "default" not in self.hangul:
+            raise ValueError("hangul needs a 'default' entry")
+        return self
+
+    def hangul_for(self, task: str, category: str) -> HangulBounds:
+        """The bounds of ``task``: its own entry, else its category's, else ``default``."""
+        return self.hangul.get(task) or self.hangul.get(category) or self.hangul["default"]
+
+
+class DedupParams(_Section):
+    """Duplicate removal inside balance, within and across tasks."""
+
+    exact: bool = Field(True, description="drop exact duplicates of normalised text (NFKC, casefold, "
+                        "collapsed whitespace) of instruction + input + output")
+    near: bool = Field(True, description="drop near duplicates found with MinHash LSH")
+    near_threshold: float = Field(0.85, gt=0, le=1, description="estimated Jaccard similarity of the "
+                                  "character shingles at or above which two records are near duplicates")
+    shingle_chars: int = Field(5, ge=2, le=32, description="character shingle length")
+    num_perm: int = Field(64, ge=8, le=512, description="MinHash permutations (a multiple of 8)")
+
+    @model_validator(mode="after")
+    def _perm_multiple(self) -> DedupParams:
+        if self.num_perm % 8:
+            raise ValueError("num_perm must be a multiple of 8")
         return self
 
 
@@ -101,6 +152,37 @@ class BalanceParams(_Section):
     seed: int = 42
     per_task_cap: int = Field(5000, ge=1, description="at most this many records per task")
     val_fraction: float = Field(0.05, gt=0, lt=0.5)
+    mixing: Literal["cap", "proportional"] = Field(
+        "cap", description="cap: min(n, cap) per task; proportional: examples-proportional mixing of the "
+        "capped sizes (FLAN), scaled by temperature and category weights, to `total` records")
+    temperature: float = Field(1.0, gt=0, description="proportional mixing: rate ~ min(n, cap)^(1/T)")
+    total: int | None = Field(None, ge=1, description="proportional mixing: records in the mix "
+                              "(null = the sum of the capped sizes)")
+    category_weights: dict[str, float] = Field(default_factory=dict, description="proportional mixing: "
+                                               "weight per category (absent = 1.0)")
+    upsample: bool = Field(False, description="repeat records of a task whose share exceeds its size "
+                           "(otherwise the share is clipped to what the task has)")
+    dedup: DedupParams = DedupParams()
+
+    @model_validator(mode="after")
+    def _weights(self) -> BalanceParams:
+        bad = {k: v for k, v in self.category_weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"category_weights must not be negative: {bad}")
+        return self
+
+
+class DecontaminateParams(_Section):
+    """n-gram overlap between training records and every evaluation (benchmark) item."""
+
+    ngram_chars: int = Field(8, ge=3, le=64, description="character n-gram length, counted after removing "
+                             "whitespace (Korean spacing varies; a syllable carries a morpheme's worth)")
+    threshold: float = Field(0.6, gt=0, le=1, description="drop a record holding at least this share of "
+                             "one benchmark text's n-grams; exact copies are always dropped")
+    min_piece_chars: int = Field(5, ge=1, description="benchmark fields shorter than this (labels such as "
+                                 "원인/결과, scores, single words) are not part of an item's text")
+    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (without whitespace) is "
+                                "also matched on its own; shorter fields only as part of their whole item")
 
 
 class TinyModelParams(_Section):
@@ -243,7 +325,8 @@ class KubeflowParams(_Section):
     """How the DAG runs on a cluster: images, resources, GPUs, volumes, secrets, retries."""
 
     images: ImagesParams = ImagesParams()
-    resources: dict[Literal["ingest", "render", "validate", "balance", "train", "evaluate", "register"],
+    resources: dict[Literal["ingest", "render", "validate", "decontaminate", "balance", "train", "evaluate",
+                            "register"],
                     TaskResources] = Field(default_factory=dict, description="per task; unset tasks use the defaults")
     gpu: dict[Literal["train", "evaluate"], GpuParams] = Field(default_factory=dict)
     node_selector: dict[str, str] = Field(default_factory=dict, description="for the GPU tasks (train, evaluate)")
@@ -270,6 +353,7 @@ class Params(_Section):
     ingest: IngestParams
     render: RenderParams
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    decontaminate: DecontaminateParams = DecontaminateParams()
     balance: BalanceParams = BalanceParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams

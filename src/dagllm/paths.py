@@ -75,6 +75,34 @@ class Layout:
         return self.data / "rendered" / "records.parquet"
 
     @property
+    def validated(self) -> Path:
+        return self.data / "validated" / "records.parquet"
+
+    @property
+    def validation_quarantine(self) -> Path:
+        return self.data / "validated" / "quarantine"
+
+    @property
+    def decontaminated(self) -> Path:
+        return self.data / "decontaminated" / "records.parquet"
+
+    @property
+    def decontamination_report(self) -> Path:
+        return self.reports / "decontamination.json"
+
+    @property
+    def balanced_quarantine(self) -> Path:
+        return self.data / "balanced" / "quarantine"
+
+    @property
+    def balanced_validation_dir(self) -> Path:
+        return self.reports / "validation_balanced"
+
+    @property
+    def balance_chart(self) -> Path:
+        return self.reports / "balance_mix.png"
+
+    @property
     def train_split(self) -> Path:
         return self.data / "balanced" / "train.parquet"
 

@@ -30,7 +30,8 @@ def ran(tmp_path_factory) -> Path:
     old = os.getcwd()
     os.chdir(wd)
     try:
-        for stage in ("check", "fetch", "ingest", "render", "validate", "balance", "train", "evaluate", "register"):
+        for stage in ("check", "fetch", "ingest", "render", "validate", "decontaminate", "balance", "train",
+                      "evaluate", "register"):
             dagllm(stage)
         yield wd
     finally:

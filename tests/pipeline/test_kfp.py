@@ -12,7 +12,7 @@ from pipelines.dagllm_pipeline import compile_pipeline, localize, params_json, r
 from ..conftest import REPO, registry, small_params
 
 COMPILED = REPO / "pipelines/compiled/dagllm.yaml"
-STAGES = ["ingest-op", "render-op", "validate-op", "balance-op", "train-op", "evaluate-op", "register-op"]
+STAGES = ["ingest-op", "render-op", "validate-op", "decontaminate-op", "balance-op", "train-op", "evaluate-op", "register-op"]
 
 
 def test_kept_yaml_matches_the_code(tmp_path: Path):
@@ -30,7 +30,8 @@ def test_compiled_spec_wiring_and_defaults():
     assert tasks["register-op"]["cachingOptions"] == {}  # caching off: it talks to the registry
     assert tasks["ingest-op"]["cachingOptions"] == {}  # caching off: the mirror lives outside the pipeline
     assert tasks["train-op"]["cachingOptions"] == {"enableCache": True}
-    assert tasks["balance-op"]["dependentTasks"] == ["render-op", "validate-op"]
+    assert tasks["balance-op"]["dependentTasks"] == ["decontaminate-op"]
+    assert sorted(tasks["decontaminate-op"]["dependentTasks"]) == ["ingest-op", "validate-op"]
     evaluate_inputs = tasks["evaluate-op"]["inputs"]["artifacts"]
     assert evaluate_inputs["model"]["taskOutputArtifact"]["producerTask"] == "train-op"
     assert evaluate_inputs["canonical"]["taskOutputArtifact"]["producerTask"] == "ingest-op"

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from components.stages import BASE_IMAGE
-from dagllm.kfp_glue import _model_files_for, confusion_matrix, eval_markdown, model_files
+from dagllm.kfp_glue import _model_files_for, confusion_matrix, model_files
 from dagllm.params import ParamsError, load_params, params_from_dict
 
 from ..conftest import REPO, small_params
@@ -25,7 +25,7 @@ def docs():
 def test_every_task_has_requests_and_limits(docs):
     pipeline, _ = docs
     executors = pipeline["deploymentSpec"]["executors"]
-    assert len(executors) == 7
+    assert len(executors) == 8
     for name, ex in executors.items():
         res = ex["container"]["resources"]
         for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
@@ -68,7 +68,7 @@ def test_retries_caching_display_names(docs):
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
     assert "retryPolicy" not in tasks["render-op"]
     cached = {n for n, t in tasks.items() if t["cachingOptions"].get("enableCache")}
-    assert cached == {"render-op", "validate-op", "balance-op", "train-op", "evaluate-op"}
+    assert cached == {"render-op", "validate-op", "decontaminate-op", "balance-op", "train-op", "evaluate-op"}
     assert all(t["taskInfo"]["name"] != n for n, t in tasks.items())  # every task has a display name
 
 
@@ -77,6 +77,7 @@ def test_typed_outputs(docs):
     outs = pipeline["components"]["comp-evaluate-op"]["outputDefinitions"]["artifacts"]
     assert outs["eval_table"]["artifactType"]["schemaTitle"] == "system.Markdown"
     assert outs["confusion"]["artifactType"]["schemaTitle"] == "system.ClassificationMetrics"
+    assert outs["eval_chart"]["artifactType"]["schemaTitle"] == "system.HTML"
     docs_out = pipeline["components"]["comp-validate-op"]["outputDefinitions"]["artifacts"]["data_docs"]
     assert docs_out["artifactType"]["schemaTitle"] == "system.HTML"
 
@@ -101,10 +102,7 @@ def test_cluster_params_are_checked():
         params_from_dict(bad)
 
 
-def test_eval_markdown_and_confusion(tmp_path: Path):
-    md = eval_markdown({"lm_eval_version": "0.4.13", "num_fewshot": 0, "samples": {"kobest_copa": 4},
-                        "metrics": {"kobest_copa": {"acc": 0.75, "macro_f1": 0.7333}}})
-    assert "| kobest_copa | acc | 0.7500 | 4 |" in md and md.count("\n| kobest_copa") == 2
+def test_confusion_matrix_from_samples(tmp_path: Path):
     samples = tmp_path / "s.jsonl"
     rows = [(0, [-1.0, -2.0]), (0, [-3.0, -2.0]), (1, [-5.0, -1.0]), (1, [-0.5, -1.0])]
     samples.write_text("\n".join(json.dumps({"target": t, "loglikelihoods": ll}) for t, ll in rows))

@@ -1,32 +1,112 @@
+"""The quality gate: row-level failures are quarantined, a bad batch fails with a readable report."""
+
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from dagllm.params import ValidateParams
+from dagllm.catalog import load_catalog
+from dagllm.params import HangulBounds, ValidateParams
+from dagllm.stages.ingest import CANONICAL_COLUMNS
 from dagllm.stages.render import RECORD_COLUMNS
-from dagllm.stages.validate import ValidationFailed, run_validate, validate_frame
+from dagllm.stages.validate import (
+    ValidationFailed,
+    balanced_gate,
+    run_validate,
+    validate_balanced,
+    validate_points,
+)
+
+TASKS = ["nsmc_sentiment", "apeach_hate"]
+P = ValidateParams(min_records_per_task=5, max_bad_fraction=0.1)
+
+
+def _canonical(n=40) -> pd.DataFrame:
+    rows = []
+    for i in range(n):
+        source = "nsmc" if i % 2 else "apeach"
+        rows.append({"id": f"c{i}", "source": source, "split": "train", "native_id": str(i),
+                     "fields": json.dumps({"text": f"정말 재미있는 영화였어요 {i}"}, ensure_ascii=False),
+                     "label": str(i % 2), "license": "CC BY 4.0", "benchmark": False, "file": "f", "line": i + 1})
+    return pd.DataFrame(rows, columns=CANONICAL_COLUMNS)
 
 
 def _records(n=40) -> pd.DataFrame:
     rows = []
     for i in range(n):
-        task = "t1" if i % 2 else "t2"
-        rows.append({"id": f"id{i}", "record_id": f"r{i}", "task": task, "category": "c", "template_id": "x",
-                     "template_kind": "question" if i % 3 else "instruction",
-                     "instruction": f"다음 문장을 분류하세요 {i}", "input": f"입력 문장 {i}", "output": "긍정",
-                     "source": "s", "split": "train", "license": "CC0 1.0"})
+        task = "nsmc_sentiment" if i % 2 else "apeach_hate"
+        rows.append({"id": f"id{i}", "record_id": f"c{i}", "task": task, "category": "sentiment_analysis",
+                     "template_id": "x", "template_kind": "question" if i % 3 else "instruction",
+                     "instruction": f"다음 문장을 분류하세요 {i}번", "input": f"정말 재미있는 영화였어요 {i}",
+                     "output": "긍정", "source": "nsmc" if i % 2 else "apeach", "split": "train",
+                     "license": "CC BY 4.0"})
     return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
 
+def _run(tmp_path, canonical=None, records=None, params=P):
+    return validate_points(_canonical() if canonical is None else canonical,
+                           _records() if records is None else records, params, TASKS, load_catalog(),
+                           tmp_path / "v", tmp_path / "q")
+
+
+def _quarantine(tmp_path, point):
+    return [json.loads(x) for x in (tmp_path / f"q/{point}.jsonl").read_text().splitlines()]
+
+
 def test_clean_records_pass_and_docs_are_built(tmp_path: Path):
-    s = validate_frame(_records(), ValidateParams(min_records_per_task=5), ["t1", "t2"], tmp_path / "v")
-    assert s.success and len(s.expectations) >= 5
+    s, kept = _run(tmp_path)
+    assert s.success and len(kept) == 40
+    assert [p.point for p in s.points] == ["ingested", "rendered"]
     assert (tmp_path / "v/docs/index.html").is_file()
-    assert list((tmp_path / "v/docs/validations").rglob("*.html"))
+    pages = {p.parts[-4] for p in (tmp_path / "v/docs/validations").rglob("*.html")}
+    assert pages == {"ingested", "rendered"}
     summary = json.loads((tmp_path / "v/summary.json").read_text())
-    assert summary["success"] is True and summary["rows"] == 40
+    assert summary["success"] is True and summary["points"]["rendered"]["rows"] == 40
+    assert _quarantine(tmp_path, "rendered") == []
+
+
+def test_a_few_bad_rows_are_quarantined_and_the_run_goes_on(tmp_path: Path):
+    df = _records()
+    df.loc[0, "output"] = None
+    df.loc[1, "instruction"] = "아"
+    df.loc[2, "input"] = "abcdefghij klmnopqrstu vwxyz abcdefghijkl mnopqrstu"  # too little Hangul
+    canonical = _canonical()
+    canonical.loc[3, "label"] = "7"  # outside nsmc_sentiment's labels
+    s, kept = _run(tmp_path, canonical, df, ValidateParams(min_records_per_task=5, max_bad_fraction=0.1))
+    assert s.success, s.lines()
+    ingested, rendered = s.points
+    assert (ingested.rows, ingested.kept, ingested.quarantined) == (40, 39, 1)
+    assert (rendered.rows, rendered.kept, rendered.quarantined) == (40, 36, 4)
+    assert sorted(set(df["id"]) - set(kept["id"])) == ["id0", "id1", "id2", "id3"]
+    q = {r["id"]: r["reasons"] for r in _quarantine(tmp_path, "rendered")}
+    assert "expect_column_values_to_not_be_null(output)" in q["id0"]
+    assert q["id1"] == ["expect_column_value_lengths_to_be_between(instruction)"]
+    assert q["id2"] == ["expect_column_pair_values_a_to_be_greater_than_b(_q_hangul)"]
+    assert q["id3"] == ["canonical_row_quarantined"]  # its canonical row had a bad label
+    assert _quarantine(tmp_path, "ingested")[0]["reasons"] == ["expect_column_values_to_be_in_set(_q_source_label)"]
+    assert list(kept.columns) == RECORD_COLUMNS
+
+
+def test_rendered_label_outside_the_task_set_is_quarantined(tmp_path: Path):
+    canonical = _canonical()
+    df = _records()
+    df.loc[5, "record_id"] = "missing"  # no canonical label: "nsmc_sentiment|nan" is not allowed
+    s, kept = _run(tmp_path, canonical, df)
+    assert s.success and "id5" not in set(kept["id"])
+    assert _quarantine(tmp_path, "rendered")[0]["reasons"] == ["expect_column_values_to_be_in_set(_q_task_label)"]
+
+
+def test_hangul_bounds_per_task(tmp_path: Path):
+    df = _records()
+    df.loc[df["task"] == "nsmc_sentiment", "input"] = "1234 + 5678 = 6912, 99 * 3 = 297; 2 ** 10 = 1024, 17 * 19 = 323"
+    strict = ValidateParams(min_records_per_task=5, max_bad_fraction=0.1)
+    s, _ = _run(tmp_path / "a", records=df, params=strict)
+    assert not s.success and s.points[1].quarantined == 20
+    loose = ValidateParams(min_records_per_task=5, max_bad_fraction=0.1,
+                           hangul={"default": HangulBounds(min=0.3), "nsmc_sentiment": HangulBounds(min=0.1)})
+    s, kept = _run(tmp_path / "b", records=df, params=loose)
+    assert s.success and len(kept) == 40
 
 
 def test_bad_batch_fails_with_counts(tmp_path: Path):
@@ -34,26 +114,46 @@ def test_bad_batch_fails_with_counts(tmp_path: Path):
     df.loc[0:2, "output"] = None
     df.loc[3, "task"] = "unknown_task"
     df.loc[4:5, "instruction"] = "아"
-    f = tmp_path / "rendered.parquet"
-    df.to_parquet(f, index=False)
+    c, r = tmp_path / "c.parquet", tmp_path / "r.parquet"
+    _canonical().to_parquet(c, index=False)
+    df.to_parquet(r, index=False)
     with pytest.raises(ValidationFailed) as err:
-        run_validate(ValidateParams(min_records_per_task=5), ["t1", "t2"], f, tmp_path / "v")
-    failed = {(e["expectation"], e["column"]): e["unexpected_count"]
-              for e in err.value.summary.expectations if not e["success"]}
-    assert failed[("expect_column_values_to_not_be_null", "output")] == 3
-    assert failed[("expect_column_values_to_be_in_set", "task")] == 1
-    assert failed[("expect_column_value_lengths_to_be_between", "instruction")] == 2
-    assert "failed on 3 of 40 rows" in str(err.value)
+        run_validate(P.model_copy(update={"max_bad_fraction": 0.05}), TASKS, load_catalog(), c, r, tmp_path / "v",
+                     tmp_path / "out.parquet", tmp_path / "q")
+    rendered = err.value.summary.points[1]
+    counts = {(e["expectation"], e["column"]): (e["success"], e["unexpected_count"]) for e in rendered.expectations}
+    assert counts[("expect_column_values_to_not_be_null", "output")] == (False, 3)
+    assert counts[("expect_column_value_lengths_to_be_between", "instruction")] == (True, 2)  # 5% is within mostly
+    assert counts[("expect_column_values_to_be_in_set", "task")] == (True, 1)
+    assert "rendered: expect_column_values_to_not_be_null(output) failed on 3 of 40 rows" in str(err.value)
+    assert "6 of 40 rows quarantined (15.0% > max_bad_fraction 5.0%)" in str(err.value)
+    assert rendered.rows == rendered.kept + rendered.quarantined == 40
+    assert not (tmp_path / "out.parquet").exists()
     assert json.loads((tmp_path / "v/summary.json").read_text())["success"] is False
 
 
-def test_duplicates_beyond_threshold_fail(tmp_path: Path):
+def test_duplicates_beyond_threshold_and_task_counts_fail(tmp_path: Path):
     df = _records()
     df.loc[0:9, ["instruction", "input", "output"]] = ["같은 지시문입니다", "같은 입력", "같은 출력"]
-    s = validate_frame(df, ValidateParams(min_records_per_task=5, max_duplicate_fraction=0.05), ["t1", "t2"],
-                       tmp_path / "v")
-    assert not s.success
-    assert [e["expectation"] for e in s.expectations if not e["success"]] == ["expect_compound_columns_to_be_unique"]
+    s, _ = _run(tmp_path / "a", records=df)
+    assert [e["expectation"] for e in s.points[1].expectations if not e["success"]] == [
+        "expect_compound_columns_to_be_unique"]
+    s, _ = _run(tmp_path / "b", params=P.model_copy(update={"max_records_per_task": 10}))
+    failed = [e for e in s.points[1].expectations if not e["success"]]
+    assert [e["column"] for e in failed] == ["_q_task_count"] and not s.success
+
+
+def test_balanced_gate_counts_repeats_once(tmp_path: Path):
+    train = pd.concat([_records(), _records().head(4)], ignore_index=True)  # upsampled repeats
+    gate = balanced_gate(P, TASKS, 100, tmp_path / "v", tmp_path / "q")
+    t, v, summary = gate(train, _records().head(0))
+    assert len(t) == 44 and summary["success"] and summary["points"]["balanced"]["rows"] == 40
+    bad = _records()
+    bad.loc[0:9, "license"] = ""
+    with pytest.raises(ValidationFailed, match=r"balanced: expect_column_value_lengths_to_be_between\(license\)"):
+        validate_balanced(bad, P, TASKS, 100, tmp_path / "w", tmp_path / "q2") and gate(bad, bad.head(0))
+    s, _ = validate_balanced(bad, P, TASKS, 100, tmp_path / "x", tmp_path / "q3")
+    assert not s.success and s.points[0].quarantined == 10
 
 
 def test_cli_validate_exits_nonzero_and_names_failures(workdir: Path):
@@ -62,10 +162,13 @@ def test_cli_validate_exits_nonzero_and_names_failures(workdir: Path):
     from dagllm.cli import app
 
     df = _records()
-    df.loc[0:2, "output"] = None
-    (workdir / "data/rendered").mkdir(parents=True)
-    df.to_parquet(workdir / "data/rendered/records.parquet", index=False)
-    result = CliRunner().invoke(app, ["validate", "render.tasks=[t1,t2]"])
+    df.loc[0:5, "output"] = None
+    for sub, frame in (("canonical", _canonical()), ("rendered", df)):
+        (workdir / f"data/{sub}").mkdir(parents=True)
+        frame.to_parquet(workdir / f"data/{sub}/records.parquet", index=False)
+    result = CliRunner().invoke(app, ["validate", "render.tasks=[nsmc_sentiment,apeach_hate]"])
     assert result.exit_code == 1
-    assert "expect_column_values_to_not_be_null(output) failed on 3 of 40 rows" in result.output
+    assert "rendered: expect_column_values_to_not_be_null(output) failed on 6 of 40 rows" in result.output
+    assert "Data Docs:" in result.output
     assert (workdir / "reports/validation/docs/index.html").is_file()
+    assert len((workdir / "data/validated/quarantine/rendered.jsonl").read_text().splitlines()) == 6

@@ -1,0 +1,110 @@
+"""Decontamination: planted copies and near copies of benchmark items are dropped and reported."""
+
+import json
+
+import pandas as pd
+
+from dagllm.params import DecontaminateParams
+from dagllm.stages.decontaminate import benchmark_units, decontaminate_frame
+from dagllm.stages.ingest import CANONICAL_COLUMNS
+from dagllm.stages.render import RECORD_COLUMNS
+
+# Benchmark items written for this test in the KoBEST COPA / BoolQ and KLUE STS field layouts.
+BENCH = [
+    ("kobest_copa", "test", {"premise": "아이가 놀이터에서 넘어져 무릎을 다쳤다.", "question": "결과",
+                             "alternative_1": "엄마가 상처에 연고를 발라 주었다.", "alternative_2": "아이는 새 운동화를 샀다."}),
+    ("kobest_boolq", "test", {"passage": "해바라기는 국화과에 속하는 한해살이풀로 키가 2미터까지 자라며 "
+                              "여름에 노란 꽃을 피운다. 씨앗은 기름을 짜거나 간식으로 먹는다.",
+                              "question": "해바라기는 여러해살이풀인가?"}),
+    ("klue_sts", "validation", {"sentence1": "주말에 근처 구립 도서관은 보통 몇 시까지 문을 여나요?",
+                                "sentence2": "이번 주말 동네 도서관 운영 시간이 어떻게 되나요?", "score": "3.40"}),
+]
+
+
+def _canonical() -> pd.DataFrame:
+    rows = [{"id": f"b{i}", "source": s, "split": sp, "native_id": str(i), "fields": json.dumps(f, ensure_ascii=False),
+             "label": "1", "license": "CC BY-SA 4.0", "benchmark": True, "file": "f", "line": i + 1}
+            for i, (s, sp, f) in enumerate(BENCH)]
+    rows.append({"id": "t0", "source": "kobest_copa", "split": "train", "native_id": "9",
+                 "fields": json.dumps({"premise": "학습용 문장입니다 이것은 평가셋이 아닙니다"}, ensure_ascii=False),
+                 "label": "1", "license": "x", "benchmark": False, "file": "f", "line": 1})
+    return pd.DataFrame(rows, columns=CANONICAL_COLUMNS)
+
+
+def _rec(i, instruction, input_, output, source="nsmc", task="nsmc_sentiment"):
+    return {"id": f"r{i}", "record_id": f"c{i}", "task": task, "category": "c", "template_id": "t",
+            "template_kind": "instruction", "instruction": instruction, "input": input_, "output": output,
+            "source": source, "split": "train", "license": "CC0"}
+
+
+def _records() -> pd.DataFrame:
+    rows = [
+        # exact copy of the COPA test premise and alternatives inside a rendered COPA template
+        _rec(0, "다음 문장을 읽고 결과로 알맞은 것을 고르세요.",
+             "문장: 아이가 놀이터에서 넘어져 무릎을 다쳤다.\n보기 1: 엄마가 상처에 연고를 발라 주었다.\n보기 2: 아이는 새 운동화를 샀다.",
+             "엄마가 상처에 연고를 발라 주었다.", "kobest_copa", "kobest_copa_causal"),
+        # the BoolQ passage, re-spaced and with one particle changed: a near copy
+        _rec(1, "지문을 읽고 질문에 답하세요.", "해바라기는 국화과에 속하는 한해살이 풀로 키가 2미터 까지 자라고 여름에 노란꽃을 "
+             "피운다. 씨앗은 기름을 짜거나 간식으로 먹는다.", "예", "kobest_boolq", "kobest_boolq_qa"),
+        # one KLUE STS sentence inside a paraphrase record (as ParaKQC shares sentences with KLUE STS)
+        _rec(2, "다음 질문과 같은 뜻의 질문을 쓰세요.", "주말에 근처 구립 도서관은 보통 몇 시까지 문을 여나요?",
+             "토요일에 가까운 도서관은 언제 닫나요?", "parakqc", "parakqc_paraphrase"),
+    ]
+    rows += [_rec(10 + i, "다음 영화 리뷰의 감정을 분류하세요.", f"배우들의 연기가 정말 좋았고 음악도 훌륭했어요 {i}", "긍정")
+             for i in range(20)]
+    rows.append(_rec(40, "다음 문장을 분류하세요.", "아이가 놀이터에서 신나게 뛰어 놀았다.", "긍정"))  # shares a few words only
+    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+
+
+def test_units_are_whole_items_and_long_fields():
+    units = benchmark_units(_canonical(), 20, 8)
+    assert {(u.source, u.field) for u in units} == {
+        ("kobest_copa", "*"), ("kobest_boolq", "*"), ("kobest_boolq", "passage"),
+        ("klue_sts", "*"), ("klue_sts", "sentence1"), ("klue_sts", "sentence2")}
+    copa = next(u for u in units if u.source == "kobest_copa")
+    assert copa.pieces == ["아이가놀이터에서넘어져무릎을다쳤다.", "엄마가상처에연고를발라주었다.", "아이는새운동화를샀다."]
+
+
+def test_a_shared_everyday_sentence_alone_is_not_contamination():
+    records = pd.DataFrame([_rec(0, "다음 문장을 읽고 답하세요.", "문장: 비가 많이 내렸다.\n보기 1: 엄마가 상처에 연고를 발라 주었다.",
+                                 "엄마가 상처에 연고를 발라 주었다.")], columns=RECORD_COLUMNS)
+    kept, s = decontaminate_frame(records, _canonical(), DecontaminateParams())
+    assert s.dropped == 0 and len(kept) == 1
+
+
+def test_planted_copies_and_near_copies_are_dropped_and_reported():
+    records = _records()
+    kept, s = decontaminate_frame(records, _canonical(), DecontaminateParams())
+    dropped = {h["id"]: h for h in s.contaminated}
+    assert set(dropped) == {"r0", "r1", "r2"}
+    assert dropped["r0"]["kind"] == "exact_copy" and dropped["r0"]["benchmark"]["source"] == "kobest_copa"
+    assert dropped["r0"]["benchmark"]["field"] == "*" and dropped["r0"]["benchmark"]["id"] == "b0"
+    assert dropped["r1"]["kind"] == "ngram_overlap" and 0.5 <= dropped["r1"]["overlap"] < 1.0
+    assert dropped["r1"]["benchmark"]["field"] == "passage" and dropped["r1"]["benchmark"]["id"] == "b1"
+    assert dropped["r2"]["kind"] == "exact_copy" and dropped["r2"]["benchmark"]["field"] == "sentence1"
+    assert s.by_benchmark_source == {"klue_sts": 1, "kobest_boolq": 1, "kobest_copa": 1}
+    assert s.by_training_source == {"kobest_boolq": 1, "kobest_copa": 1, "parakqc": 1}
+    assert s.records == len(kept) + s.dropped == len(records)
+    assert "r40" in set(kept["id"]) and len(kept) == 21
+
+
+def test_threshold_and_n_are_params_but_exact_copies_always_go():
+    _, strict = decontaminate_frame(_records(), _canonical(), DecontaminateParams(threshold=1.0))
+    assert {h["id"] for h in strict.contaminated} == {"r0", "r2"}  # the near copy survives at 1.0
+    _, loose = decontaminate_frame(_records(), _canonical(), DecontaminateParams(threshold=0.2, ngram_chars=4))
+    assert {"r0", "r1", "r2"} <= {h["id"] for h in loose.contaminated}
+
+
+def test_cli_writes_report(workdir):
+    from typer.testing import CliRunner
+
+    from dagllm.cli import app
+
+    for sub, frame in (("canonical", _canonical()), ("validated", _records())):
+        (workdir / f"data/{sub}").mkdir(parents=True)
+        frame.to_parquet(workdir / f"data/{sub}/records.parquet", index=False)
+    result = CliRunner().invoke(app, ["decontaminate"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "reports/decontamination.json").read_text())
+    assert report["dropped"] == 3 and report["by_kind"] == {"exact_copy": 2, "ngram_overlap": 1}
+    assert len(pd.read_parquet(workdir / "data/decontaminated/records.parquet")) == 21
