@@ -19,6 +19,7 @@ import pytest
 
 from dagllm.params import MlflowParams, RegisterParams, ServeParams, TrainParams
 from dagllm.prompt import build_prompt
+from dagllm.serving.engine import Turn, history_transcript
 
 QA = [
     ("한국의 수도는 어디인가요?", "한국의 수도는 서울입니다."),
@@ -46,14 +47,18 @@ def _train_tiny_chat_model(model_dir: Path) -> None:
     from dagllm.stages.train import build_model, encode_example, pad_collate, train_tokenizer
 
     torch.manual_seed(0)
-    tok = train_tokenizer([build_prompt(q) + a for q, a in QA] * 3, 400)
+    # each question alone, and each question after the previous turn (as the page sends history)
+    records = [(q, "", a) for q, a in QA] + [
+        (q, history_transcript([Turn("user", pq), Turn("assistant", pa)]), a)
+        for (pq, pa), (q, a) in zip(QA[:-1], QA[1:], strict=True)]
+    tok = train_tokenizer([build_prompt(q, i) + a for q, i, a in records] * 3, 400)
     params = TrainParams(max_seq_len=128, tiny={"hidden_size": 64, "num_heads": 4, "intermediate_size": 128,
                                                 "vocab_size": 400})
     model = build_model(params, tok)
-    batch = pad_collate(tok)([encode_example(tok, q, "", a, 128) for q, a in QA])
+    batch = pad_collate(tok)([encode_example(tok, q, i, a, 128) for q, i, a in records])
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
-    for _ in range(120):  # full batch until the answers are memorised (loss well under 0.1)
+    for _ in range(80):  # full batch until the answers are memorised (loss well under 0.1)
         loss = model(**batch).loss
         loss.backward()
         opt.step()
@@ -64,7 +69,19 @@ def _train_tiny_chat_model(model_dir: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def registered(tmp_path_factory: pytest.TempPathFactory) -> Registered:
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread while the serving tests run: on a shared 2-core machine two spinning
+    OpenMP threads per process made the tiny model's training ten times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Registered:
     """The tiny chat model, registered as ``dagllm-ko`` version 1 with the champion alias."""
     import mlflow
 

@@ -60,8 +60,12 @@ def chat_prompt(message: str, history: Sequence[Turn] = ()) -> str:
     given as the input (a transcript, one ``사용자:``/``모델:`` line per turn) and the new
     message as the instruction.
     """
-    transcript = "\n".join(f"{ROLE_LABELS[t.role]}: {t.content.strip()}" for t in history if t.content.strip())
-    return build_prompt(message, transcript)
+    return build_prompt(message, history_transcript(history))
+
+
+def history_transcript(history: Sequence[Turn]) -> str:
+    """Earlier turns as one ``사용자: …`` / ``모델: …`` line each (empty turns left out)."""
+    return "\n".join(f"{ROLE_LABELS[t.role]}: {t.content.strip()}" for t in history if t.content.strip())
 
 
 @dataclass(frozen=True)
