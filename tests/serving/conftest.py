@@ -8,9 +8,6 @@ project's own register stage, so the server loads it as ``models:/dagllm-ko@cham
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,37 +108,6 @@ def loaded(registered: Registered):
     return load_model("models:/dagllm-ko@champion", registered.mlflow)
 
 
-class RunningServer:
-    """uvicorn serving an app in a thread, on a socket bound to 127.0.0.1 before it starts."""
-
-    def __init__(self, app, params: ServeParams) -> None:
-        from dagllm.serving.api import make_server
-
-        self.app = app
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = make_server(app, params, port=self.port, log_level="warning")
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> RunningServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(20)
-        self.sock.close()
-        assert not self.thread.is_alive(), "uvicorn did not stop"
-
-
 def serve_params(**overrides) -> ServeParams:
     """Test settings: greedy by default so answers are repeatable."""
     base = {"default_temperature": 0.0, "default_max_new_tokens": 32, "queue_size": 64}
@@ -149,21 +115,21 @@ def serve_params(**overrides) -> ServeParams:
 
 
 @pytest.fixture(scope="session")
-def server(loaded) -> Iterator[RunningServer]:
+def server(loaded) -> Iterator:
     """The app with roomy limits (the load test sends 50 requests at once)."""
-    from dagllm.serving.api import create_app
+    from dagllm.serving.api import BackgroundServer, create_app
 
     params = serve_params()
-    with RunningServer(create_app(loaded, params), params) as s:
+    with BackgroundServer(create_app(loaded, params), params) as s:
         yield s
 
 
 @pytest.fixture(scope="session")
-def tight_server(loaded) -> Iterator[RunningServer]:
+def tight_server(loaded) -> Iterator:
     """The app with small limits: one queue slot, tiny bodies, a generation time limit of 1 ms."""
-    from dagllm.serving.api import create_app
+    from dagllm.serving.api import BackgroundServer, create_app
 
     params = serve_params(queue_size=1, max_request_bytes=1024, max_message_chars=200, max_history_turns=2,
                           max_new_tokens_limit=64, generation_timeout_s=0.001)
-    with RunningServer(create_app(loaded, params), params) as s:
+    with BackgroundServer(create_app(loaded, params), params) as s:
         yield s

@@ -310,6 +310,45 @@ def make_server(app: FastAPI, params: ServeParams, port: int | None = None, log_
     return uvicorn.Server(config)
 
 
+class BackgroundServer:
+    """``app`` under uvicorn in a thread, on a loopback socket bound before start (no port race).
+
+    For tests and benchmarks: ``with BackgroundServer(app, params) as s: ... s.url``.
+    """
+
+    def __init__(self, app: FastAPI, params: ServeParams, log_level: str = "warning") -> None:
+        import socket
+        import threading
+
+        self.app = app
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = make_server(app, params, port=self.port, log_level=log_level)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> BackgroundServer:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                self.__exit__()
+                raise RuntimeError("uvicorn did not start; its log says why")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+        if self.thread.is_alive():
+            raise RuntimeError("uvicorn did not stop within 30 s")
+
+
 def serve(params: ServeParams, loaded: LoadedModel) -> None:
     """Run the server in the foreground until interrupted."""
     make_server(create_app(loaded, params), params).run()
