@@ -177,9 +177,10 @@ class Blocker:
     def __init__(self) -> None:
         self.running, self.release = threading.Event(), threading.Event()
 
-    def run(self, loaded) -> None:
+    def run(self, loaded) -> str:
         self.running.set()
         self.release.wait(30)
+        return "blocker"
 
 
 def test_full_queue_answers_503_and_the_waiting_request_completes(tight_server):
@@ -226,3 +227,27 @@ def test_failing_generation_is_an_error_event_without_internals(server, loaded):
     assert kind == "error" and payload["code"] == "generation_failed" and "Traceback" not in payload["message"]
     status, _, raw = call(server.url, "GET", "/readyz")
     assert status == 200 and json.loads(raw)["ready"] is True  # the worker survived
+
+
+def test_a_client_leaving_the_queue_frees_the_model(tight_server):
+    worker = tight_server.app.state.worker
+    blocker = Blocker()
+    worker.submit(blocker)
+    assert blocker.running.wait(10)
+    skipped = worker.outcomes["skipped"]
+    parts = urlsplit(tight_server.url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("POST", "/api/chat", json.dumps({"message": "안녕"}).encode(), {"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200 and resp.readline() == b"event: queued\n"
+        assert worker.waiting == 1
+    finally:
+        conn.close()  # the client goes away while its request waits
+    threading.Event().wait(0.5)  # the server notices the disconnect and cancels the job
+    blocker.release.set()
+    for _ in range(500):
+        if worker.outcomes["skipped"] == skipped + 1:
+            break
+        threading.Event().wait(0.01)
+    assert worker.outcomes["skipped"] == skipped + 1 and worker.waiting == 0

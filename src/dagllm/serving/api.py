@@ -283,7 +283,7 @@ def create_app(loaded: LoadedModel, params: ServeParams) -> FastAPI:
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         body = {"ready": worker.alive, "model": f"{loaded.info.name}/{loaded.info.version}", "busy": worker.busy,
-                "waiting": worker.waiting, "queue_size": worker.capacity, "completed": worker.completed}
+                "waiting": worker.waiting, "queue_size": worker.capacity, "jobs": dict(worker.outcomes)}
         return JSONResponse(body, 200 if worker.alive else 503)
 
     @app.get("/")

@@ -13,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -102,7 +103,8 @@ def fit_prompt(tokenizer: Any, message: str, history: Sequence[Turn], max_new_to
 class Job(Protocol):
     """Anything the worker can run with the model."""
 
-    def run(self, loaded: LoadedModel) -> None: ...
+    def run(self, loaded: LoadedModel) -> str | None:
+        """Do the work; return a one-word outcome for the worker's counters."""
 
 
 @dataclass
@@ -117,24 +119,30 @@ class GenerationJob:
     cancelled: threading.Event = field(default_factory=threading.Event)
     enqueued: float = field(default_factory=time.monotonic)
 
-    def run(self, loaded: LoadedModel) -> None:
-        """Generate and report events; failures become an ``error`` event, logged with the traceback."""
+    def run(self, loaded: LoadedModel) -> str:
+        """Generate and report events; failures become an ``error`` event, logged with the traceback.
+
+        Returns the outcome: ``skipped`` (the client left while waiting), ``queue_timeout``,
+        ``done`` or ``failed``.
+        """
         if self.cancelled.is_set():
-            return  # the client left while waiting: skip the work
+            return "skipped"
         waited = time.monotonic() - self.enqueued
         if waited > self.queue_timeout_s:
             self.emit("error", {"code": "queue_timeout", "status": 503,
                                 "message": f"waited {waited:.0f} s for the model (limit {self.queue_timeout_s:g} s); "
                                            "the server is busy, try again later"})
-            return
+            return "queue_timeout"
         self.emit("start", {"queued_s": round(waited, 3), "prompt_tokens": len(self.prompt.input_ids),
                             "dropped_turns": self.prompt.dropped_turns})
         try:
             self.emit("done", self._generate(loaded))
+            return "done"
         except Exception:  # noqa: BLE001 - any failure is reported to the client without internals
             log.exception("generation failed")
             self.emit("error", {"code": "generation_failed", "status": 500,
                                 "message": "generation failed; the server log has the details"})
+            return "failed"
 
     def _generate(self, loaded: LoadedModel) -> dict[str, Any]:
         import torch
@@ -205,7 +213,7 @@ class ModelWorker:
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self.busy = False
-        self.completed = 0
+        self.outcomes: Counter[str] = Counter()
 
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
@@ -257,10 +265,11 @@ class ModelWorker:
             if job is None:
                 return
             self.busy = True
+            outcome = "failed"
             try:
-                job.run(self.loaded)
+                outcome = job.run(self.loaded) or "other"
             except Exception:  # noqa: BLE001 - a broken job must not kill the worker
                 log.exception("job failed")
             finally:
                 self.busy = False
-                self.completed += 1
+                self.outcomes[outcome] += 1
