@@ -131,6 +131,8 @@ class ServeParams(_Section):
         description="models:/NAME@ALIAS, models:/NAME/VERSION (MLflow registry) or a local HF model directory",
     )
     device: str = Field("cpu", description="torch device for generation (cpu, cuda, cuda:0)")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads for generation; null = torch's "
+                                      "default (one per core); match the container's CPU limit")
     max_request_bytes: int = Field(32768, ge=256, le=4_194_304, description="larger request bodies get 413")
     max_message_chars: int = Field(2000, ge=1, description="longest user message accepted")
     max_history_turns: int = Field(20, ge=0, description="most earlier turns a request may carry")

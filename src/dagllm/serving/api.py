@@ -76,7 +76,7 @@ class ChatIn(BaseModel):
 
     @model_validator(mode="after")
     def _within_limits(self, info: ValidationInfo) -> ChatIn:
-        limits: ServeParams = (info.context or {})["limits"]
+        limits: ServeParams = (info.context or {}).get("limits") or ServeParams()
         if not self.message.strip():
             raise ValueError("message is empty: type a question")
         if len(self.message) > limits.max_message_chars:
@@ -185,6 +185,10 @@ class SecurityHeaders:
 
 def create_app(loaded: LoadedModel, params: ServeParams) -> FastAPI:
     """The FastAPI app serving ``loaded``; the model worker runs while the app does."""
+    if params.torch_threads is not None:  # process-wide: the worker is the only torch user here
+        import torch
+
+        torch.set_num_threads(params.torch_threads)
     worker = ModelWorker(loaded, params.queue_size)
 
     @asynccontextmanager

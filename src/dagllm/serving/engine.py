@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from transformers import TextStreamer
+from transformers import StoppingCriteria, TextStreamer
 
 from dagllm.prompt import build_prompt
 from dagllm.serving.model import LoadedModel
@@ -187,7 +187,7 @@ class _DeltaStreamer(TextStreamer):
             self.emit("delta", {"text": text})
 
 
-class _Guard:
+class _Guard(StoppingCriteria):
     """Stopping criterion: the time limit has passed or the client has gone."""
 
     def __init__(self, deadline: float, cancelled: threading.Event) -> None:
