@@ -250,6 +250,31 @@ def where(params: ParamsOpt = DEFAULT_PARAMS_FILE) -> None:
               f"{p.mlflow.tracking_uri})")
 
 
+@app.command()
+def serve(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
+    """Serve the chat page and JSON API for serve.model_uri (the champion by default).
+
+    Open http://HOST:PORT/ for the Korean chat page; POST /api/chat streams an answer as
+    Server-Sent Events, POST /api/generate returns it as JSON; /healthz and /readyz for probes.
+    Example: dagllm serve serve.model_uri=models/final serve.port=8080
+    """
+    from dagllm.serving.api import serve as run_server
+    from dagllm.serving.model import ModelLoadError, load_model
+
+    offline()
+    try:
+        p = _params(params, overrides)
+        with console.status(f"[bold]loading {p.serve.model_uri}…"):
+            loaded = load_model(p.serve.model_uri, p.mlflow, p.serve.device)
+    except (ParamsError, ModelLoadError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    i = loaded.info
+    out.print(f"[green]✓[/green] serving {i.name} version {i.version}"
+              f"{f' (alias {i.alias})' if i.alias else ''} on http://{p.serve.host}:{p.serve.port}/")
+    run_server(p.serve, loaded)
+
+
 @pipeline_app.command("compile")
 def pipeline_compile(
     params: ParamsOpt = DEFAULT_PARAMS_FILE,

@@ -347,6 +347,36 @@ class KubeflowParams(_Section):
         return self.resources.get(task, TaskResources())  # type: ignore[call-overload]
 
 
+class ServeParams(_Section):
+    """``dagllm serve``: the chat page and JSON API for one model (the champion by default)."""
+
+    host: str = Field("127.0.0.1", description="interface to bind; 0.0.0.0 only inside a container")
+    port: int = Field(8000, ge=1, le=65535)
+    model_uri: str = Field(
+        "models:/dagllm-ko@champion", min_length=1,
+        description="models:/NAME@ALIAS, models:/NAME/VERSION (MLflow registry) or a local HF model directory",
+    )
+    device: str = Field("cpu", description="torch device for generation (cpu, cuda, cuda:0)")
+    torch_threads: int | None = Field(None, ge=1, description="CPU threads for generation; null = torch's "
+                                      "default (one per core); match the container's CPU limit")
+    max_request_bytes: int = Field(32768, ge=256, le=4_194_304, description="larger request bodies get 413")
+    max_message_chars: int = Field(2000, ge=1, description="longest user message accepted")
+    max_history_turns: int = Field(20, ge=0, description="most earlier turns a request may carry")
+    max_new_tokens_limit: int = Field(512, ge=1, description="upper bound a request may ask for")
+    generation_timeout_s: float = Field(60.0, gt=0, description="generation stops after this many seconds")
+    queue_size: int = Field(16, ge=1, description="requests waiting for the model; more get 503")
+    queue_timeout_s: float = Field(120.0, gt=0, description="a request waiting longer than this is dropped")
+    default_max_new_tokens: int = Field(128, ge=1)
+    default_temperature: float = Field(0.7, ge=0, le=2, description="0 = greedy decoding")
+    default_top_p: float = Field(0.9, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _defaults_within_limits(self) -> ServeParams:
+        if self.default_max_new_tokens > self.max_new_tokens_limit:
+            raise ValueError("default_max_new_tokens must not exceed max_new_tokens_limit")
+        return self
+
+
 class Params(_Section):
     paths: PathsParams = PathsParams()
     fetch: FetchParams = FetchParams()
@@ -360,6 +390,7 @@ class Params(_Section):
     register_: RegisterParams = Field(RegisterParams(), alias="register")
     mlflow: MlflowParams = MlflowParams()
     kubeflow: KubeflowParams = KubeflowParams()
+    serve: ServeParams = ServeParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
