@@ -95,8 +95,9 @@ def registered(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None)
         mlflow.log_param("note", "tiny chat model for the serving tests")
     write_json(root / "train_run.json", {"run_id": run.info.run_id})
     write_json(root / "metrics.json", {"metrics": {"kobest_copa": {"acc": 0.6}}})
-    summary = run_register(RegisterParams(), mlp, model_dir, root / "train_run.json", root / "metrics.json",
-                           root / "register.json")
+    policy = Path(__file__).resolve().parents[2] / "mlflow" / "promotion_policy.yaml"
+    summary = run_register(RegisterParams(policy=str(policy)), mlp, model_dir, root / "train_run.json",
+                           root / "metrics.json", root / "register.json", params_digest="serving-tests")
     assert "champion" in summary.aliases
     return Registered(root, mlp, model_dir, summary.version)
 

@@ -110,8 +110,17 @@ class GateSummary:
 
 
 def allowed_task_labels(catalog: Catalog, tasks: list[str]) -> dict[str, set[str]]:
-    """``task -> allowed labels`` for the tasks that declare a label set."""
-    return {t: set(catalog.task(t).labels) for t in tasks if catalog.task(t).labels}
+    """``task -> allowed labels`` for the tasks whose record ``label`` must be one of ``labels``.
+
+    Tasks that take their label from another field (``label_field``) or verbalise unlisted labels
+    (``label_default``) have no closed set over the record's ``label``: they are not checked here.
+    """
+    out = {}
+    for t in tasks:
+        task = catalog.task(t)
+        if task.labels and task.label_field is None and task.label_default is None:
+            out[t] = set(task.labels)
+    return out
 
 
 def _row_level(params: ValidateParams):
