@@ -360,21 +360,22 @@ def rollback(client: Any, name: str, policy_path: str) -> PromotionRecord:
 def load_for_generation(name: str, alias: str = "champion", mlflow_params: Any | None = None) -> tuple[Any, Any]:
     """Load ``models:/<name>@<alias>`` and return ``(model, tokenizer)`` ready for ``generate``.
 
+    The alias is resolved to its version first (``dagllm.serving.model``), so what loads is the
+    version the alias names at that moment, the same loader the chat server uses.
+
     Args:
         name: the registered model name (``register.model_name``).
         alias: ``champion`` (default), ``challenger`` or ``previous-champion``.
-        mlflow_params: where the registry is (``params.mlflow``); None keeps MLflow's current URIs.
+        mlflow_params: where the registry is (``params.mlflow``); None keeps MLflow's current URI.
     """
     import mlflow
 
-    if mlflow_params is not None:
-        from dagllm.tracking import configure
+    from dagllm.params import MlflowParams
+    from dagllm.serving.model import load_model
 
-        configure(mlflow_params)
-    components = mlflow.transformers.load_model(f"models:/{name}@{alias}", return_type="components")
-    model = components["model"]
-    model.eval()
-    return model, components["tokenizer"]
+    params = mlflow_params if mlflow_params is not None else MlflowParams(tracking_uri=mlflow.get_tracking_uri())
+    loaded = load_model(f"models:/{name}@{alias}", params)
+    return loaded.model, loaded.tokenizer
 
 
 def write_record(path: Path, record: PromotionRecord) -> None:
