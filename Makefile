@@ -33,5 +33,6 @@ test: $(STAMP)
 pipeline-compile: $(STAMP)
 	$(BIN)/dagllm pipeline compile
 
+# Pipeline outputs only: the git-ignored files (DVC outputs, MLflow store); tracked metrics stay.
 clean:
-	rm -rf data models reports mlflow.db mlartifacts .dvc/tmp
+	git clean -fdX -- data models reports mlflow.db mlartifacts kfp_local
