@@ -44,7 +44,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, CatalogError, FileN
 
 
 def _params(path: Path, overrides: list[str] | None) -> Params:
-    return load_params(path, overrides or [])
+    """params.yaml checked against the catalog (ids, readers, mapping keys), local tasks added."""
+    from dagllm.teamdata import resolve
+
+    return resolve(load_params(path, overrides or []))[0]
+
+
+def _catalog(p: Params):
+    """The catalog with the ``ingest.local`` sources and their tasks."""
+    from dagllm.teamdata import with_local
+
+    return with_local(default_catalog(), p)
 
 
 def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[Params, Layout], Any]) -> Any:
@@ -74,12 +84,8 @@ def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[
 def check(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
     """Validate params.yaml and the catalog (sources, tasks, templates) without doing any work."""
     try:
-        p = _params(params, overrides)
-        cat = default_catalog()
-        for s in p.ingest.sources + p.ingest.optional_sources:
-            cat.source(s)
-        for t in p.render.tasks:
-            cat.task(t)
+        p = _params(params, overrides)  # every id, reader and mapping key checked against the catalog
+        cat = _catalog(p)
     except (ParamsError, CatalogError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -107,7 +113,7 @@ def fetch(
 
     extra = [f"paths.mirror={mirror}"] if mirror else []
     _stage("fetch", params, [*(overrides or []), *extra], lambda p, lay: run_fetch(
-        p.fetch, selected_sources(p.ingest, default_catalog()), mirror_location(p.paths.mirror),
+        p.fetch, selected_sources(p.ingest, _catalog(p)), mirror_location(p.paths.mirror),
         lay.raw, lay.fetch_report))
 
 
@@ -121,7 +127,7 @@ def ingest(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None)
     from dagllm.stages.ingest import run_ingest
 
     _stage("ingest", params, overrides, lambda p, lay: run_ingest(
-        p.ingest, default_catalog(), lay.raw, lay.canonical, lay.rejected, lay.ingest_report))
+        p.ingest, _catalog(p), lay.raw, lay.canonical, lay.rejected, lay.ingest_report))
 
 
 @app.command()
@@ -130,7 +136,7 @@ def render(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None)
     from dagllm.stages.render import run_render
 
     _stage("render", params, overrides, lambda p, lay: run_render(
-        p.render, default_catalog(), lay.canonical, lay.rendered, lay.render_report))
+        p.render, _catalog(p), lay.canonical, lay.rendered, lay.render_report))
 
 
 @app.command()
@@ -144,7 +150,7 @@ def validate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     from dagllm.stages.validate import run_validate
 
     _stage("validate", params, overrides, lambda p, lay: run_validate(
-        p.validate_, p.render.tasks, default_catalog(), lay.canonical, lay.rendered, lay.validation_dir,
+        p.validate_, p.render.tasks, _catalog(p), lay.canonical, lay.rendered, lay.validation_dir,
         lay.validated, lay.validation_quarantine))
 
 
@@ -155,7 +161,7 @@ def decontaminate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides 
     from dagllm.stages.decontaminate import run_decontaminate
 
     _stage("decontaminate", params, overrides, lambda p, lay: run_decontaminate(
-        p.decontaminate, lay.validated, lay.canonical, lay.decontaminated, lay.decontamination_report))
+        p.decontaminate, lay.validated, lay.validated_canonical, lay.decontaminated, lay.decontamination_report))
 
 
 @app.command()
@@ -195,7 +201,7 @@ def evaluate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     from dagllm.stages.evaluate import run_evaluate
 
     _stage("evaluate", params, overrides, lambda p, lay: run_evaluate(
-        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split))
+        p.evaluate, p.mlflow, lay.validated_canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split))
 
 
 @app.command()

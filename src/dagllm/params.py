@@ -24,7 +24,8 @@ class ParamsError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML `true` is not an integer, `1` is not a string; only int -> float is converted.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PathsParams(_Section):
@@ -50,6 +51,17 @@ class LocalSource(_Section):
     license: str = Field(min_length=1, description="carried by every record of this source")
     split: Literal["train", "validation", "test"] = "train"
     benchmark: bool = Field(False, description="an evaluation file: never rendered for training")
+    tasks: list[str] = Field(default_factory=list, description="the tasks this file feeds: catalog task ids "
+                             "(`dagllm catalog ls`) or ids defined in `task_files`; rendered like catalog tasks")
+    task_files: list[str] = Field(default_factory=list, description="task YAMLs in the catalog's shape "
+                                  "(src/dagllm/catalog/tasks/*.yaml) defining new tasks fed by this file")
+
+    @model_validator(mode="after")
+    def _feeds_a_task(self) -> LocalSource:
+        if not self.benchmark and not self.tasks:
+            raise ValueError(f"local source {self.id!r} feeds no task: name its task(s) in `tasks` (a catalog "
+                             "task id, or one defined in `task_files`), or set benchmark: true")
+        return self
 
 
 class IngestParams(_Section):
@@ -392,7 +404,7 @@ class Params(_Section):
     kubeflow: KubeflowParams = KubeflowParams()
     serve: ServeParams = ServeParams()
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the YAML key names (``validate``, not ``validate_``)."""

@@ -100,9 +100,9 @@ def test_cli_writes_report(workdir):
 
     from dagllm.cli import app
 
-    for sub, frame in (("canonical", _canonical()), ("validated", _records())):
-        (workdir / f"data/{sub}").mkdir(parents=True)
-        frame.to_parquet(workdir / f"data/{sub}/records.parquet", index=False)
+    (workdir / "data/validated").mkdir(parents=True)
+    _records().to_parquet(workdir / "data/validated/records.parquet", index=False)
+    _canonical().to_parquet(workdir / "data/validated/canonical.parquet", index=False)  # the gate's kept rows
     result = CliRunner().invoke(app, ["decontaminate"])
     assert result.exit_code == 0, result.output
     report = json.loads((workdir / "reports/decontamination.json").read_text())

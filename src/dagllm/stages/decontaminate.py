@@ -179,8 +179,10 @@ def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
 
 def run_decontaminate(params: DecontaminateParams, validated: Path, canonical: Path, out_table: Path,
                       report_path: Path) -> DecontaminationSummary:
-    """Check every validated record against every benchmark item of the canonical table."""
-    kept, summary = decontaminate_frame(read_parquet(validated, "validate"), read_parquet(canonical, "ingest"), params)
+    """Check every validated record against every benchmark item of ``canonical``: the canonical rows
+    the gate kept (``data/validated/canonical.parquet``), so quarantined benchmark rows are not matched."""
+    kept, summary = decontaminate_frame(read_parquet(validated, "validate"), read_parquet(canonical, "validate"),
+                                        params)
     write_parquet(kept, out_table)
     write_json(report_path, summary.to_dict())
     return summary
