@@ -187,14 +187,22 @@ class BalanceParams(_Section):
 class DecontaminateParams(_Section):
     """n-gram overlap between training records and every evaluation (benchmark) item."""
 
-    ngram_chars: int = Field(8, ge=3, le=64, description="character n-gram length, counted after removing "
-                             "whitespace (Korean spacing varies; a syllable carries a morpheme's worth)")
+    ngram_chars: int = Field(5, ge=3, le=64, description="character n-gram length, counted on letters and "
+                             "digits only (spacing and punctuation vary between copies; a syllable carries "
+                             "a morpheme's worth)")
     threshold: float = Field(0.6, gt=0, le=1, description="drop a record holding at least this share of "
                              "one benchmark text's n-grams; exact copies are always dropped")
+    edit_similarity: float = Field(0.8, gt=0, le=1, description="a benchmark text also counts as present when "
+                                   "its best-aligned stretch of the record is this similar (rapidfuzz "
+                                   "partial ratio: one word replaced in a short sentence stays above 0.8)")
     min_piece_chars: int = Field(5, ge=1, description="benchmark fields shorter than this (labels such as "
                                  "원인/결과, scores, single words) are not part of an item's text")
-    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (without whitespace) is "
+    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (letters and digits) is "
                                 "also matched on its own; shorter fields only as part of their whole item")
+    unit_fields: dict[str, list[str]] = Field(
+        default_factory=lambda: {"kobest_sentineg": ["text", "text_origin"]},
+        description="benchmark source -> fields matched on their own whatever their length (the scored "
+        "sentence of single-sentence benchmarks, most of them shorter than min_unit_chars)")
 
 
 class TinyModelParams(_Section):

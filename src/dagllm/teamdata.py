@@ -128,6 +128,7 @@ def check(params: Params, catalog: Catalog, *, check_files: bool = True) -> None
             problems.append(f"  ingest.local[{i}].path: {local.path} not found (relative to {Path.cwd()})")
     problems += _unknown("validate.hangul", list(params.validate_.hangul), {"default"} | tasks | categories,
                          "task or category")
+    problems += _unknown("decontaminate.unit_fields", list(params.decontaminate.unit_fields), sources, "source")
     problems += _unknown("balance.category_weights", list(params.balance.category_weights), categories, "category")
     if problems:
         raise ParamsError("params do not match the catalog:\n" + "\n".join(problems))
