@@ -437,6 +437,64 @@ def catalog_show(
             out.print(" | ".join(b["choices"]), markup=False, highlight=False)
 
 
+DATA_STAGES = ("fetch", "ingest", "render", "validate", "decontaminate", "balance")
+
+
+@app.command()
+def recipe(
+    name: Annotated[str, typer.Argument(help="kit19 (KIT-19's 19 sources, 5,000 per slot) or dag (DaG LLM 1.0: "
+                                             "every task of the 13 categories)")],
+    params: Annotated[Path, typer.Option("--params", "-p", help="base params file the recipe is laid over")]
+    = DEFAULT_PARAMS_FILE,
+    out_file: Annotated[Path | None, typer.Option("--out", help="params file to write (default "
+                                                  "params.NAME.yaml; params.yaml for `dvc repro`)",
+                                                  show_default=False)] = None,
+    run: Annotated[bool, typer.Option("--run", help="then run the data stages (fetch .. balance) with it, "
+                                      "timing each; times in reports/recipe_NAME.json")] = False,
+) -> None:
+    """Write the params of a named data mix (sources, tasks, caps, seeds) and optionally run its data stages.
+
+    Sources of which the mirror (paths.mirror) holds no file, and tasks left without rows, are dropped
+    and listed in the file's header. Example: `dagllm recipe kit19 --run`.
+    """
+    import json
+    import time
+
+    import yaml
+
+    from dagllm.recipes import apply_recipe, load_recipe, write_recipe
+
+    dest = out_file or Path(f"params.{name}.yaml")
+    try:
+        base = yaml.safe_load(params.read_text(encoding="utf-8"))
+        r = apply_recipe(load_recipe(name), base, default_catalog(), mirror_location(base["paths"]["mirror"]))
+    except (OSError, ParamsError, CatalogError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    write_recipe(r, dest)
+    out.print(f"[green]✓[/green] recipe {name}: {dest} ({len(r.params['ingest']['sources'])} sources, "
+              f"{len(r.params['render']['tasks'])} tasks, at most {r.params['balance']['per_task_cap']} per task)")
+    for what, items in (("sources not in the mirror", r.dropped_sources), ("tasks without rows", r.dropped_tasks)):
+        if items:
+            out.print(f"  dropped {what}: {', '.join(items)}")
+    if not run:
+        out.print(f"  run it: dagllm recipe {name} --run, or `dagllm <stage> --params {dest}`")
+        return
+    commands = {"fetch": fetch, "ingest": ingest, "render": render, "validate": validate,
+                "decontaminate": decontaminate, "balance": balance}
+    seconds: dict[str, float] = {}
+    for stage in DATA_STAGES:
+        start = time.perf_counter()
+        commands[stage](params=dest, overrides=None, **({"mirror": None} if stage == "fetch" else {}))
+        seconds[stage] = round(time.perf_counter() - start, 1)
+    lay = Layout.from_params(_params(dest, []).paths)
+    lay.reports.mkdir(parents=True, exist_ok=True)
+    (lay.reports / f"recipe_{name}.json").write_text(json.dumps(
+        {"recipe": name, "params": str(dest), "seconds": seconds, "dropped_sources": r.dropped_sources,
+         "dropped_tasks": r.dropped_tasks}, indent=2), encoding="utf-8")
+    out.print("  seconds per stage: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(sys.argv[1:])
 
