@@ -93,6 +93,35 @@ def _record(rid: str, host: str, plant: str | None, rng: random.Random) -> dict:
             "input": host, "output": "요약: " + host[:40]}
 
 
+def _old(rev: str):
+    """``decontaminate_frame`` of an earlier revision, loaded from git."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    code = subprocess.run(["git", "show", f"{rev}:src/dagllm/stages/decontaminate.py"], check=True,
+                          capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "decontaminate_old.py"
+    path.write_text(code, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("decontaminate_old", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.decontaminate_frame
+
+
+def _report(title, fn, frame, canon, items, truth, clean, params) -> None:
+    t0 = time.perf_counter()
+    _, summary = fn(frame, canon, params)
+    caught = {h["id"] for h in summary.contaminated}
+    print(f"### {title} ({time.perf_counter() - t0:.1f} s)")
+    print("| benchmark | " + " | ".join(EDITS) + " |")
+    for s in items:
+        print(f"| {s} | " + " | ".join(
+            f"{100 * sum(1 for r, (s2, k2) in truth.items() if (s2, k2) == (s, k) and r in caught) / len(items[s]):.1f} %"
+            for k in EDITS) + " |")
+    print(f"false positives: {sum(1 for r in caught if r.startswith('clean|'))} of {clean}\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mirror", type=Path, default=Path("../shared/data"))
@@ -100,6 +129,8 @@ def main() -> int:
     ap.add_argument("--clean", type=int, default=5000, help="clean host rows checked for false positives")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--baseline-rev", help="also run src/dagllm/stages/decontaminate.py as of this git revision "
+                    "(with its defaults: 8-character n-grams) on the same records, for the same table")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     canonical, items = [], {}
@@ -128,6 +159,9 @@ def main() -> int:
            for _, r in _rows(args.mirror, s, False)]
     records += [_record(f"own|{src}|{j}", h, None, rng) for j, (src, h) in enumerate(own)]
     frame, canon = pd.DataFrame(records), pd.DataFrame(canonical)
+    if args.baseline_rev:
+        _report("baseline " + args.baseline_rev, _old(args.baseline_rev), frame, canon, items, truth, len(clean),
+                DecontaminateParams(ngram_chars=8))
     t0 = time.perf_counter()
     _, summary = decontaminate_frame(frame, canon, DecontaminateParams())
     seconds = time.perf_counter() - t0

@@ -105,8 +105,9 @@ def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: 
 
 
 def record_texts(records: pd.DataFrame) -> list[str]:
-    """The skeleton of each record (letters and digits of instruction, input and output together)."""
-    return [skeleton(f"{a} {b} {c}") for a, b, c in
+    """The skeleton of each record: letters and digits of instruction, input and output, one line each
+    (the line breaks keep a match from running across two fields: 좋아 + 요약 is not 좋아요)."""
+    return ["\n".join((skeleton(a), skeleton(b), skeleton(c))) for a, b, c in
             zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
                 strict=True)]
 
