@@ -105,6 +105,7 @@ def _old(rev: str):
     path.write_text(code, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("decontaminate_old", path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["decontaminate_old"] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod.decontaminate_frame
 

@@ -166,13 +166,15 @@ def _one_word_off(words: list[str], text: str) -> bool:
 
 
 def _present(piece: str, words: list[str], text: str, share: float, params: DecontaminateParams,
-             short: bool) -> tuple[bool, float]:
-    """Whether ``piece`` is in ``text``: verbatim, by n-gram share (long texts), by an edit-tolerant
-    alignment, or with one word replaced. ``short`` texts (under min_unit_chars) never match by share:
-    a 7-character sentence shares most n-grams with any sentence ending the same way."""
+             alone: bool) -> tuple[bool, float]:
+    """Whether ``piece`` is in ``text``: verbatim, by n-gram share, by an edit-tolerant alignment, or
+    with one word replaced. A short text (under min_unit_chars) matched ``alone`` never counts by
+    share: a 7-character sentence shares most n-grams with any sentence ending the same way. A short
+    text is aligned whatever its share (one replaced word leaves it few n-grams)."""
+    short = len(piece) < params.min_unit_chars
     if piece in text:
         return True, 1.0
-    if share >= params.threshold and not short:
+    if share >= params.threshold and not (short and alone):
         return True, share
     if share < MIN_EVIDENCE and not short:
         return False, share
@@ -190,7 +192,9 @@ def _match(unit: Unit, text: str, shares: list[float], params: DecontaminatePara
     pieces are (premise + right answer of a COPA item = 2/3, whatever the sentence lengths).
     """
     words = unit.words or [[p] for p in unit.pieces]
-    found = [_present(p, w, text, s, params, len(p) < params.min_unit_chars)
+    # a short text alone needs more than an n-gram share; inside a whole item the other fields vouch for it
+    alone = unit.field != "*"
+    found = [_present(p, w, text, s, params, alone)
              for p, w, s in zip(unit.pieces, words, shares, strict=True)]
     exact = all(p in text for p in unit.pieces)
     if unit.exact_only:
