@@ -95,9 +95,10 @@ def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: 
         long_fields = [name for name, text in fields.items()
                        if len(text) >= max(min_chars, n) or (name in alone and len(text) >= min_piece)]
         if names and (len(names) > 1 or not long_fields):
-            # an item shorter than min_chars in all says too little for a partial match: exact copies only
+            # an item of one or two texts shorter than min_chars in all says too little for a partial
+            # match (exact copies only); three or more short sentences (a COPA item) together do
             units.append(Unit(row.source, row.split, row.id, row.native_id, "*", [fields[k] for k in names],
-                              exact_only=sum(len(fields[k]) for k in names) < min_chars,
+                              exact_only=sum(len(fields[k]) for k in names) < min_chars and len(names) < 3,
                               words=[words[k] for k in names]))
         units += [Unit(row.source, row.split, row.id, row.native_id, name, [fields[name]], words=[words[name]])
                   for name in long_fields]
