@@ -388,7 +388,8 @@ def catalog_ls(
     from dagllm.catalog_view import task_rows
 
     try:
-        rows = task_rows(Layout.from_params(_params(params, []).paths).canonical)
+        p = _params(params, [])
+        rows = task_rows(Layout.from_params(p.paths).canonical, _catalog(p))
     except (ParamsError, CatalogError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -419,7 +420,8 @@ def catalog_show(
     from dagllm.catalog_view import show_task
 
     try:
-        blocks = show_task(task, Layout.from_params(_params(params, []).paths).canonical, rows)
+        p = _params(params, [])
+        blocks = show_task(task, Layout.from_params(p.paths).canonical, rows, _catalog(p))
     except (ParamsError, CatalogError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

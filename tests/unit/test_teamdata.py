@@ -79,6 +79,9 @@ def test_team_rows_reach_training_decontamination_and_balance(workdir: Path):
     caught = [h for h in report["contaminated"] if h["source"] == "team_reviews"]
     assert caught and {h["benchmark"]["source"] for h in caught} == {"kobest_boolq"}
     assert _boolq_test_passage() not in " ".join(mix["input"].fillna("") + mix["instruction"].fillna(""))
+    listed = json.loads(runner.invoke(app, ["catalog", "ls", "--json"]).output)
+    team_task = next(r for r in listed if r["task"] == "team_review_sentiment")
+    assert team_task["sources"] == ["team_reviews"] and team_task["records"] == len(TEAM_ROWS) + 1
     balance = json.loads((workdir / "reports/balance.json").read_text(encoding="utf-8"))
     assert balance["before"]["team_review_sentiment"] >= len(TEAM_ROWS)
     assert balance["after"]["team_review_sentiment"] >= 1
