@@ -161,7 +161,8 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
     from dagllm.stages.evaluate import run_evaluate
 
     p = _params(params_json)
-    s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
+    # canonical_dir is the validate step's output: canonical.parquet holds the benchmark rows the gate kept
+    s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "canonical.parquet", model_files(model_dir),
                      model_dir / "train_run.json", report_dir, val_dir / "records.parquet")
     _log(metrics, {f"{t}.{m}": v for t, ms in s.metrics.items() for m, v in ms.items()})
     for src, dest in ((report_dir / "table.md", table_path), (report_dir / "report.html", html_path)):
