@@ -26,6 +26,8 @@ ending in a parenthesis, ``사과(apple)``, is read before the parenthesis):
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,13 +69,24 @@ class ParticleError(ValueError):
     """A particle marker names a pair the renderer does not know."""
 
 
+def _meaningful(c: str) -> bool:
+    if "\u3131" <= c <= "\u318e":  # ㅋㅋ, ㅠㅠ: emoticons, looked through like symbols
+        return False
+    return unicodedata.category(c)[0] in "LN"
+
+
 def final_sound(text: str) -> Final | None:
     """How the last meaningful character of ``text`` ends, or None when its reading is uncertain."""
-    s = text.rstrip(_TRAILING)
+    s = strip_sentinels(text).rstrip()
     if s.endswith((")", "]")) and ("(" in s or "[" in s):
-        head = s[: max(s.rfind("("), s.rfind("["))].rstrip(_TRAILING)
-        s = head or s[:-1]  # "(주)" alone: look inside
-    s = s.rstrip(_TRAILING + ")]")
+        head = s[: max(s.rfind("("), s.rfind("["))].rstrip()
+        s = head or s  # "(주)" alone: look inside
+    i = len(s)
+    while i > 0 and not _meaningful(s[i - 1]):
+        if s[i - 1] == "%":
+            return "vowel"  # 퍼센트
+        i -= 1
+    s = s[:i]
     if not s:
         return None
     c = s[-1]
@@ -86,9 +99,6 @@ def final_sound(text: str) -> Final | None:
         word = _LATIN.search(s).group(1)
         if len(word) == 1 or (word.isupper() and len(word) <= 5):
             return _LETTER_FINAL.get(c.upper())
-        return None
-    if c == "%":
-        return "vowel"
     return None
 
 
@@ -125,6 +135,11 @@ def pair(marker_body: str) -> tuple[str, str]:
     return _PAIR_OF[marker_body]
 
 
+def mask_values(probe: str, fill: str) -> str:
+    """``probe`` with every value (sentinels included) replaced by ``fill`` repeated to its length."""
+    return re.sub(OPEN + "[^" + CLOSE + "]*" + CLOSE, lambda m: fill * len(m.group(0)), probe)
+
+
 def strip_sentinels(text: str) -> str:
     return text.replace(OPEN, "").replace(CLOSE, "")
 
@@ -159,6 +174,7 @@ class Site:
     written: str  # the form written (after marker resolution)
     expected: str  # the form the value's last character takes
     marker: bool  # written as a marker (chosen at render time) rather than literally
+    value: bool = True  # after a substituted value (False: after a quoted literal of the template)
 
     @property
     def agrees(self) -> bool:
@@ -187,7 +203,24 @@ def _site_after(before: str, rest: str) -> Site | None:
     return Site(before, form, choose(consonant, vowel, final), False)
 
 
-_QUOTED = re.compile(r"([\"'“‘「『])([^\"'”’」』\n" + OPEN + CLOSE + r"]{1,200})([\"'”’」』])(?=[가-힣{])")
+_PAIRED = {"\"": "\"", "'": "'", "“": "”", "‘": "’", "「": "」", "『": "』"}
+
+
+def _quoted_literals(literal: str) -> Iterator[tuple[str, int]]:
+    """``(quoted text, end)`` of every quotation of the template's own text, quotes paired in order."""
+    i = 0
+    while i < len(literal):
+        c = literal[i]
+        close = _PAIRED.get(c)
+        if close is None:
+            i += 1
+            continue
+        j = literal.find(close, i + 1)
+        if j < 0 or "\n" in literal[i:j]:
+            i += 1
+            continue
+        yield literal[i + 1:j], j + 1
+        i = j + 1
 
 
 def particle_sites(probe: str) -> list[Site]:
@@ -212,11 +245,11 @@ def particle_sites(probe: str) -> list[Site]:
             sites.append(site)
         start = i + 1
     # quoted literals the template wrote itself ("그래서"으로)
-    literal = re.sub(OPEN + "[^" + CLOSE + "]*" + CLOSE, lambda m: "\x00" * len(m.group(0)), probe)
-    for m in _QUOTED.finditer(literal):
-        if "\x00" in m.group(2) or (m.start() > 0 and literal[m.start() - 1] == "\x00"):
+    literal = mask_values(probe, "\x00")
+    for quoted, end in _quoted_literals(literal):
+        if "\x00" in quoted or not quoted.strip():
             continue
-        site = _site_after(m.group(2), literal[m.end():m.end() + 12])
+        site = _site_after(quoted, literal[end:end + 12])
         if site is not None:
-            sites.append(site)
+            sites.append(Site(site.before, site.written, site.expected, site.marker, value=False))
     return sites
