@@ -145,7 +145,7 @@ def validate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
 
     _stage("validate", params, overrides, lambda p, lay: run_validate(
         p.validate_, p.render.tasks, default_catalog(), lay.canonical, lay.rendered, lay.validation_dir,
-        lay.validated, lay.validation_quarantine))
+        lay.validated, lay.validation_quarantine, p.render.seed))
 
 
 @app.command()

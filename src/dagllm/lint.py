@@ -217,3 +217,78 @@ def record_particle_errors(task: Task, tpl: Template, variables: dict, rid: str)
 
 __all__ = ["RenderError", "TaskLint", "format_findings", "lint_catalog", "lint_task", "real_rows",
            "record_particle_errors", "table"]
+
+
+# --- the quality gate's count ------------------------------------------------------------------
+
+@dataclass
+class ParticleCount:
+    """Particle disagreements of rendered records, found by rendering them again from their rows."""
+
+    errors: list[int]        # per record, in the order given
+    unverified: int = 0      # records whose re-render differs from the record (not checked)
+    per_task: dict[str, int] = field(default_factory=dict)
+
+
+def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]], canonical,
+                          catalog: Catalog, seed: int) -> ParticleCount:
+    """Re-render each record's template from its canonical row and count its particle errors.
+
+    Args:
+        records: ``(task, template_id, record_id, {"instruction", "input", "output"})`` per record.
+        canonical: the canonical table (``id``, ``source``, ``split``, ``benchmark``, ``fields``, ``label``).
+        catalog: the catalog the records were rendered from.
+        seed: the render seed (group pairing depends on it).
+    """
+    records = list(records)
+    count = ParticleCount(errors=[0] * len(records))
+    rows_of: dict[str, dict[str, tuple[dict, str | None]]] = {}
+    for i, (task_id, tpl_id, rid, parts) in enumerate(records):
+        task = catalog.tasks.get(task_id)
+        if task is None:  # the gate's task expectation reports it
+            count.unverified += 1
+            continue
+        if task_id not in rows_of:
+            rows_of[task_id] = _task_rows(task, canonical, seed)
+        rows = rows_of[task_id]
+        tpl = next((t for t in task.templates if t.id == tpl_id), None)
+        try:
+            variables = prepare(task, *rows[rid], rid) if tpl is not None and rid in rows else "missing"
+            probe = None if isinstance(variables, str) else probe_parts(task, tpl, variables, rid)
+        except RenderError:
+            probe = None
+        if probe is None:
+            count.unverified += 1
+            continue
+        if any(korean.resolve(probe[p]).strip() != (parts[p] or "") for p in probe):
+            count.unverified += 1  # not what this template renders from this row: nothing to check
+            continue
+        n = sum(not s.agrees for s in record_sites(probe))
+        count.errors[i] = n
+        if n:
+            count.per_task[task_id] = count.per_task.get(task_id, 0) + n
+    return count
+
+
+def _task_rows(task: Task, canonical, seed: int) -> dict[str, tuple[dict, str | None]]:
+    """``record_id -> (fields, label)`` of the task's training rows, group pairs applied as rendered."""
+    keep = ~canonical["benchmark"].astype(bool)
+    sel = None
+    for ts in task.sources:
+        m = keep & (canonical["source"] == ts.source) & canonical["split"].isin(ts.splits)
+        sel = m if sel is None else sel | m
+    rows = canonical[sel]
+    fields = {rid: _fields(f) for rid, f in zip(rows["id"], rows["fields"], strict=True)}
+    fields = {rid: f for rid, f in fields.items() if f is not None}  # a broken row is the ingested gate's
+    labels = {rid: (lab if isinstance(lab, str) else None) for rid, lab in zip(rows["id"], rows["label"], strict=True)}
+    if any(isinstance(d, GroupPairs) for d in task.derive):
+        fields, _ = pair_within_groups(task, fields.items(), seed)
+    return {rid: (f, labels[rid]) for rid, f in fields.items()}
+
+
+def _fields(text) -> dict | None:
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
