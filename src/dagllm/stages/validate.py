@@ -30,7 +30,7 @@ import pandas as pd
 
 from dagllm.catalog import Catalog
 from dagllm.io import read_parquet, write_json, write_parquet
-from dagllm.lint import count_particle_errors
+from dagllm.lint import ParticleCount, count_particle_errors
 from dagllm.params import RenderParams, ValidateParams
 from dagllm.quality import hangul_ratios, token_counts
 from dagllm.runtime import offline
@@ -324,13 +324,14 @@ def _plain(v):
 
 
 def particle_errors(records: pd.DataFrame, canonical: pd.DataFrame, catalog: Catalog,
-                    seed: int | None) -> np.ndarray:
+                    seed: int | None) -> ParticleCount:
     """Per record, the particles that disagree with the value before them (``dagllm.lint``): each
-    record is rendered again from its canonical row, values marked, and its particles read."""
+    record is rendered again from its canonical row, values marked, and its particles read.
+    Records the re-render does not reproduce are counted as ``unverified``."""
     seed = RenderParams.model_fields["seed"].default if seed is None else seed
     recs = zip(records["task"], records["template_id"], records["record_id"],
                records[["instruction", "input", "output"]].to_dict("records"), strict=True)
-    return np.asarray(count_particle_errors(recs, canonical, catalog, seed).errors, dtype=np.int64)
+    return count_particle_errors(recs, canonical, catalog, seed)
 
 
 def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: ValidateParams, tasks: list[str],
@@ -354,7 +355,10 @@ def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: Val
             "record": {c: _plain(rendered.at[i, c]) for c in rendered.columns}} for i in np.flatnonzero(orphan)]
     labels = canonical.drop_duplicates("id").set_index("id")["label"]
     rdf, rkeys = prepare_records(rendered[~orphan.to_numpy()], params, labels, allowed_task_labels(catalog, tasks))
-    rdf["_q_particle_errors"] = particle_errors(rdf, canonical, catalog, render_seed)
+    particles = particle_errors(rdf, canonical, catalog, render_seed)
+    rdf["_q_particle_errors"] = np.asarray(particles.errors, dtype=np.int64)
+    write_json(Path(out_dir) / "particles.json", {"errors": int(sum(particles.errors)), "per_task": particles.per_task,
+                                                   "unverified": particles.unverified, "records": len(rdf)})
     t, r = _records_suite(gate.gx, params, tasks, rkeys, params.max_records_per_task, particles=True)
     rendered_summary, kept = gate.run("rendered", rdf, t, r, params, quarantine_dir, pre)
     summary = GateSummary([ingested, rendered_summary])
