@@ -172,3 +172,53 @@ def test_cli_validate_exits_nonzero_and_names_failures(workdir: Path):
     assert "Data Docs:" in result.output
     assert (workdir / "reports/validation/docs/index.html").is_file()
     assert len((workdir / "data/validated/quarantine/rendered.jsonl").read_text().splitlines()) == 6
+
+
+def _wic_batch(catalog, words):
+    from dagllm.params import RenderParams
+    from dagllm.stages.render import render_task
+
+    rows = [(f"w{i}", json.dumps({"word": w, "context_1": f"{w}가 있다.", "context_2": f"{w}를 보았다."},
+                                 ensure_ascii=False), str(i % 2), "kobest_wic", "train", "CC BY-SA 4.0")
+            for i, w in enumerate(words)]
+    canonical = pd.DataFrame([{"id": r[0], "source": r[3], "split": "train", "native_id": r[0], "fields": r[1],
+                               "label": r[2], "license": r[5], "benchmark": False, "file": "f", "line": i + 1}
+                              for i, r in enumerate(rows)], columns=CANONICAL_COLUMNS)
+    records, _ = render_task(catalog.task("kobest_wic_sense"), rows, RenderParams(tasks=["kobest_wic_sense"], seed=7))
+    return canonical, pd.DataFrame(records, columns=RECORD_COLUMNS)
+
+
+def test_rendered_gate_counts_particle_disagreements(tmp_path: Path):
+    """A template writing 가 after any word fails the gate (자전가); the committed one passes it."""
+    catalog = load_catalog()
+    wic = catalog.task("kobest_wic_sense")
+    bad_tpl = wic.templates[0].model_copy(update={"instruction": '두 문장에서 "{{ word }}"가 같은 뜻인가요?'})
+    bad = catalog.model_copy(update={"tasks": {**catalog.tasks, wic.id: wic.model_copy(
+        update={"templates": [bad_tpl]})}})
+    words = ["자전", "무명", "배", "물", "눈", "말"]  # 자전 무명 눈 물 말 take 이: five disagreements
+    params = P.model_copy(update={"min_records_per_task": 1})
+    canonical, records = _wic_batch(bad, words)
+    c, r = tmp_path / "c.parquet", tmp_path / "r.parquet"
+    canonical.to_parquet(c, index=False)
+    records.to_parquet(r, index=False)
+    with pytest.raises(ValidationFailed) as err:
+        run_validate(params, ["kobest_wic_sense"], bad, c, r, tmp_path / "v", tmp_path / "ok.parquet",
+                     tmp_path / "q", render_seed=7)
+    counted = json.loads((tmp_path / "v/particles.json").read_text())
+    assert (counted["errors"], counted["unverified"], counted["records"]) == (5, 0, 6)
+    sums = [e for e in err.value.summary.points[1].expectations
+            if e["expectation"] == "expect_column_sum_to_be_between"]
+    assert [(e["success"], e["observed_value"]) for e in sums] == [(False, 5)]
+    # the same records pass when the threshold allows them; the committed templates give none
+    s, _ = validate_points(canonical, records, params.model_copy(update={"max_particle_errors": 5}),
+                           ["kobest_wic_sense"], bad, tmp_path / "v2", tmp_path / "q2", render_seed=7)
+    assert s.success
+    canonical, records = _wic_batch(catalog, words)
+    s, _ = validate_points(canonical, records, params, ["kobest_wic_sense"], catalog, tmp_path / "v3",
+                           tmp_path / "q3", render_seed=7)
+    assert s.success and json.loads((tmp_path / "v3/particles.json").read_text())["errors"] == 0
+    # a record that is not what its template renders from its row is reported, not checked
+    records.loc[0, "instruction"] = "바뀐 지시문입니다"
+    validate_points(canonical, records, params, ["kobest_wic_sense"], catalog, tmp_path / "v4", tmp_path / "q4",
+                    render_seed=7)
+    assert json.loads((tmp_path / "v4/particles.json").read_text())["unverified"] == 1
