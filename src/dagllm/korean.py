@@ -33,6 +33,8 @@ from typing import Literal
 
 OPEN = "\ufdd0"
 CLOSE = "\ufdd1"
+BLOCK_OPEN = "\ufdd2"  # around an {% if %} block, in probe renders only (lint, gate)
+BLOCK_CLOSE = "\ufdd3"
 Final = Literal["vowel", "rieul", "consonant"]
 
 # (form after a final consonant, form after a vowel); forms starting with 으 also take the vowel
@@ -141,13 +143,13 @@ def mask_values(probe: str, fill: str) -> str:
 
 
 def strip_sentinels(text: str) -> str:
-    return text.replace(OPEN, "").replace(CLOSE, "")
+    return text.replace(OPEN, "").replace(CLOSE, "").replace(BLOCK_OPEN, "").replace(BLOCK_CLOSE, "")
 
 
 def resolve(text: str) -> str:
     """Resolve the markers of a rendered text outside its values and drop the value sentinels."""
     if "{" not in text:
-        return strip_sentinels(text) if OPEN in text else text
+        return strip_sentinels(text) if OPEN in text or BLOCK_OPEN in text else text
     out: list[str] = []
     pos = depth = 0
     for m in MARKER.finditer(text):
@@ -223,33 +225,41 @@ def _quoted_literals(literal: str) -> Iterator[tuple[str, int]]:
         i = j + 1
 
 
-def particle_sites(probe: str) -> list[Site]:
-    """Every particle written right after a value or a quoted literal of a probe render.
+def _skip_closers(probe: str, k: int) -> int:
+    while k < len(probe) and (probe[k] in _CLOSERS or probe[k] in (CLOSE, BLOCK_CLOSE)):
+        k += 1
+    return k
 
-    ``probe`` is a render whose values are still wrapped in :data:`OPEN`/:data:`CLOSE` and whose
-    markers are not resolved (``dagllm.render.probe_parts``).
+
+def particle_sites(probe: str) -> list[Site]:
+    """Every particle written right after a value, an ``{% if %}`` block or a quoted literal.
+
+    ``probe`` is a render whose values are still wrapped in :data:`OPEN`/:data:`CLOSE`, whose
+    ``{% if %}...{% endif %}`` blocks are wrapped in :data:`BLOCK_OPEN`/:data:`BLOCK_CLOSE` and whose
+    markers are not resolved (``dagllm.render.probe_parts``). A particle is reported once, for the
+    innermost value or block it follows.
     """
-    sites: list[Site] = []
-    # values: each CLOSE, then closing quotes/brackets the template wrote
-    start = 0
-    while (i := probe.find(CLOSE, start)) >= 0:
-        j = probe.rfind(OPEN, 0, i)
-        value = probe[j + 1:i]
-        k = i + 1
-        while k < len(probe) and (probe[k] in _CLOSERS or probe[k] in (OPEN, CLOSE)):
-            if probe[k] == OPEN:
-                break
-            k += 1
-        site = _site_after(value, probe[k:k + 12])
-        if site is not None:
-            sites.append(site)
-        start = i + 1
+    found: dict[int, Site] = {}
+    stack: list[int] = []
+    for i, c in enumerate(probe):
+        if c in (OPEN, BLOCK_OPEN):
+            stack.append(i)
+        elif c in (CLOSE, BLOCK_CLOSE) and stack:
+            j = stack.pop()
+            before = strip_sentinels(probe[j + 1:i])
+            k = _skip_closers(probe, i + 1)
+            if k in found or not before.strip():
+                continue
+            site = _site_after(before, probe[k:k + 12])
+            if site is not None:
+                found[k] = site
     # quoted literals the template wrote itself ("그래서"으로)
-    literal = mask_values(probe, "\x00")
+    literal = mask_values(probe, "\x00").replace(BLOCK_OPEN, "\x01").replace(BLOCK_CLOSE, "\x01")
     for quoted, end in _quoted_literals(literal):
-        if "\x00" in quoted or not quoted.strip():
+        quoted = quoted.replace("\x01", "")
+        if "\x00" in quoted or not quoted.strip() or end in found:
             continue
         site = _site_after(quoted, literal[end:end + 12])
         if site is not None:
-            sites.append(Site(site.before, site.written, site.expected, site.marker, value=False))
-    return sites
+            found[end] = Site(site.before, site.written, site.expected, site.marker, value=False)
+    return [found[k] for k in sorted(found)]

@@ -231,10 +231,20 @@ def _bare_variable(source: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _probe(source: str, variables: dict, where: str) -> str:
+_IF = re.compile(r"\{%-?\s*if\b")
+_ENDIF = re.compile(r"\{%-?\s*endif\s*-?%\}")
+
+
+@lru_cache(maxsize=8192)
+def _with_blocks(source: str) -> str:
+    """``source`` with each ``{% if %}...{% endif %}`` wrapped in the block sentinels (probe only)."""
+    return _ENDIF.sub(lambda m: m.group(0) + korean.BLOCK_CLOSE, _IF.sub(lambda m: korean.BLOCK_OPEN + m.group(0), source))
+
+
+def _probe(source: str, variables: dict, where: str, blocks: bool = False) -> str:
     """Render with the value sentinels kept and the particle markers not yet resolved."""
     try:
-        return _compile(source).render(variables)
+        return _compile(_with_blocks(source) if blocks else source).render(variables)
     except (TemplateError, ValueError) as exc:
         raise RenderError(f"{where} failed: {exc}") from None
 
@@ -255,10 +265,11 @@ def _render(source: str, variables: dict, where: str) -> str:
 
 
 def probe_parts(task: Task, template: Template, variables: dict, record_id: str) -> dict[str, str]:
-    """``render_parts`` with every value still wrapped in the sentinels and markers unresolved:
-    what the Korean lint and the quality gate read particles from."""
+    """``render_parts`` with every value and ``{% if %}`` block still wrapped in the sentinels and
+    markers unresolved: what the Korean lint and the quality gate read particles from."""
     where = f"task {task.id}, template {template.id}, record {record_id}"
-    return {part: (_probe(getattr(template, part), variables, f"{where}: {part}") if getattr(template, part) else "")
+    return {part: (_probe(getattr(template, part), variables, f"{where}: {part}", blocks=True)
+                   if getattr(template, part) else "")
             for part in ("instruction", "input", "output")}
 
 
