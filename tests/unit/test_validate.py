@@ -222,3 +222,27 @@ def test_rendered_gate_counts_particle_disagreements(tmp_path: Path):
     validate_points(canonical, records, params, ["kobest_wic_sense"], catalog, tmp_path / "v4", tmp_path / "q4",
                     render_seed=7)
     assert json.loads((tmp_path / "v4/particles.json").read_text())["unverified"] == 1
+
+
+def test_the_gate_re_renders_group_paired_records_with_the_render_seed(tmp_path: Path):
+    """ParaKQC pairs each sentence with another of its group; the gate re-pairs with render.seed."""
+    from dagllm.params import RenderParams
+    from dagllm.stages.render import render_task
+
+    catalog = load_catalog()
+    task = catalog.task("parakqc_paraphrase")
+    sentences = ["불 좀 꺼 줄래?", "거실 불을 꺼 줘.", "불 끄는 거 잊지 마.", "메일 왔는지 알려 줘.", "새 메일 있어?", "메일함 확인해 줘."]
+    rows = [(f"p{i}", json.dumps({"sentence": s, "topic": "2", "act": "3", "group": str(i // 3)}, ensure_ascii=False),
+             None, "parakqc", "train", "CC BY-SA 4.0") for i, s in enumerate(sentences)]
+    canonical = pd.DataFrame([{"id": r[0], "source": "parakqc", "split": "train", "native_id": r[0], "fields": r[1],
+                               "label": None, "license": r[5], "benchmark": False, "file": "f", "line": i + 1}
+                              for i, r in enumerate(rows)], columns=CANONICAL_COLUMNS)
+    records, _ = render_task(task, rows, RenderParams(tasks=[task.id], seed=11, templates_per_record=6))
+    records = pd.DataFrame(records, columns=RECORD_COLUMNS)
+    params = P.model_copy(update={"min_records_per_task": 1})
+    validate_points(canonical, records, params, [task.id], catalog, tmp_path / "v", tmp_path / "q", render_seed=11)
+    counted = json.loads((tmp_path / "v/particles.json").read_text())
+    assert (counted["records"], counted["unverified"], counted["errors"]) == (36, 0, 0)
+    # another seed pairs differently: those records are not what the gate renders, so none is vouched for
+    validate_points(canonical, records, params, [task.id], catalog, tmp_path / "w", tmp_path / "q2", render_seed=12)
+    assert json.loads((tmp_path / "w/particles.json").read_text())["unverified"] > 0
