@@ -228,6 +228,20 @@ class ParticleCount:
     errors: list[int]        # per record, in the order given
     unverified: int = 0      # records whose re-render differs from the record (not checked)
     per_task: dict[str, int] = field(default_factory=dict)
+    rendered: int = 0        # records rendered again and read
+    by_markers: int = 0      # records whose template writes every particle after a value as a marker
+
+
+# A particle can disagree only where the template writes it literally right after a value, an
+# {% if %} block or a quoted literal (a marker is chosen from the value itself): the first letter of
+# a particle form after `}}`, `%}` or a closing quote, closing quotes/brackets passed.
+_PARTICLE_INITIALS = "".join(sorted({f[0] for pair in korean.PAIRS for f in pair}))
+_LITERAL_SITE = re.compile(r"(?:\}\}|endif\s*-?%\}|[\"'”’」』])[\"'”’」』)\]]*[" + _PARTICLE_INITIALS + "]")
+
+
+def writes_literal_particles(template: Template) -> bool:
+    """Whether a part of ``template`` may write a particle literally after a value (checked per record)."""
+    return any(_LITERAL_SITE.search(getattr(template, p)) for p in ("instruction", "input", "output"))
 
 
 def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]], canonical,
@@ -252,6 +266,9 @@ def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]
             rows_of[task_id] = _task_rows(task, canonical, seed)
         rows = rows_of[task_id]
         tpl = next((t for t in task.templates if t.id == tpl_id), None)
+        if tpl is not None and not writes_literal_particles(tpl):
+            count.by_markers += 1  # every particle after a value is chosen from it: nothing can disagree
+            continue
         try:
             variables = prepare(task, *rows[rid], rid) if tpl is not None and rid in rows else "missing"
             probe = None if isinstance(variables, str) else probe_parts(task, tpl, variables, rid)
@@ -263,6 +280,7 @@ def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]
         if any(korean.resolve(probe[p]).strip() != (parts[p] or "") for p in probe):
             count.unverified += 1  # not what this template renders from this row: nothing to check
             continue
+        count.rendered += 1
         n = sum(not s.agrees for s in record_sites(probe))
         count.errors[i] = n
         if n:

@@ -217,11 +217,14 @@ def test_rendered_gate_counts_particle_disagreements(tmp_path: Path):
     s, _ = validate_points(canonical, records, params, ["kobest_wic_sense"], catalog, tmp_path / "v3",
                            tmp_path / "q3", render_seed=7)
     assert s.success and json.loads((tmp_path / "v3/particles.json").read_text())["errors"] == 0
+    assert json.loads((tmp_path / "v3/particles.json").read_text())["by_markers"] > 0
     # a record that is not what its template renders from its row is reported, not checked
-    records.loc[0, "instruction"] = "바뀐 지시문입니다"
-    validate_points(canonical, records, params, ["kobest_wic_sense"], catalog, tmp_path / "v4", tmp_path / "q4",
-                    render_seed=7)
-    assert json.loads((tmp_path / "v4/particles.json").read_text())["unverified"] == 1
+    canonical, records = _wic_batch(bad, words)
+    records.loc[0, "instruction"] = "바뀐 지시문입니다"  # w0: 자전
+    validate_points(canonical, records, params.model_copy(update={"max_particle_errors": 5}), ["kobest_wic_sense"],
+                    bad, tmp_path / "v4", tmp_path / "q4", render_seed=7)
+    counted = json.loads((tmp_path / "v4/particles.json").read_text())
+    assert (counted["unverified"], counted["errors"]) == (1, 4)
 
 
 def test_the_gate_re_renders_group_paired_records_with_the_render_seed(tmp_path: Path):
@@ -237,12 +240,19 @@ def test_the_gate_re_renders_group_paired_records_with_the_render_seed(tmp_path:
     canonical = pd.DataFrame([{"id": r[0], "source": "parakqc", "split": "train", "native_id": r[0], "fields": r[1],
                                "label": None, "license": r[5], "benchmark": False, "file": "f", "line": i + 1}
                               for i, r in enumerate(rows)], columns=CANONICAL_COLUMNS)
-    records, _ = render_task(task, rows, RenderParams(tasks=[task.id], seed=11, templates_per_record=6))
+    # a template writing 라는 literally is re-rendered per record (one using markers only needs not be)
+    literal = task.templates[0].model_copy(update={"instruction": '"{{ sentence }}"라는 말을 바꿔 쓰세요.',
+                                                   "input": "", "output": "{{ paraphrase }}"})
+    task = task.model_copy(update={"templates": [literal, task.templates[1]]})
+    catalog = catalog.model_copy(update={"tasks": {**catalog.tasks, task.id: task}})
+    records, _ = render_task(task, rows, RenderParams(tasks=[task.id], seed=11, templates_per_record=2))
     records = pd.DataFrame(records, columns=RECORD_COLUMNS)
     params = P.model_copy(update={"min_records_per_task": 1})
     validate_points(canonical, records, params, [task.id], catalog, tmp_path / "v", tmp_path / "q", render_seed=11)
     counted = json.loads((tmp_path / "v/particles.json").read_text())
-    assert (counted["records"], counted["unverified"], counted["errors"]) == (36, 0, 0)
+    # every sentence ends in a vowel (줄래, 줘, 마, 있어): 라는 agrees
+    assert (counted["records"], counted["rendered_again"], counted["by_markers"]) == (12, 6, 6)
+    assert (counted["unverified"], counted["errors"]) == (0, 0)
     # another seed pairs differently: those records are not what the gate renders, so none is vouched for
     validate_points(canonical, records, params, [task.id], catalog, tmp_path / "w", tmp_path / "q2", render_seed=12)
     assert json.loads((tmp_path / "w/particles.json").read_text())["unverified"] > 0

@@ -357,8 +357,9 @@ def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: Val
     rdf, rkeys = prepare_records(rendered[~orphan.to_numpy()], params, labels, allowed_task_labels(catalog, tasks))
     particles = particle_errors(rdf, canonical, catalog, render_seed)
     rdf["_q_particle_errors"] = np.asarray(particles.errors, dtype=np.int64)
-    write_json(Path(out_dir) / "particles.json", {"errors": int(sum(particles.errors)), "per_task": particles.per_task,
-                                                   "unverified": particles.unverified, "records": len(rdf)})
+    write_json(Path(out_dir) / "particles.json", {
+        "records": len(rdf), "errors": int(sum(particles.errors)), "per_task": particles.per_task,
+        "rendered_again": particles.rendered, "by_markers": particles.by_markers, "unverified": particles.unverified})
     t, r = _records_suite(gate.gx, params, tasks, rkeys, params.max_records_per_task, particles=True)
     rendered_summary, kept = gate.run("rendered", rdf, t, r, params, quarantine_dir, pre)
     summary = GateSummary([ingested, rendered_summary])
