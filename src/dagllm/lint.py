@@ -246,7 +246,8 @@ def writes_literal_particles(template: Template) -> bool:
 
 def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]], canonical,
                           catalog: Catalog, seed: int) -> ParticleCount:
-    """Re-render each record's template from its canonical row and count its particle errors.
+    """Count each record's particle errors, rendering it again from its canonical row when its
+    template writes a particle literally (:func:`writes_literal_particles`).
 
     Args:
         records: ``(task, template_id, record_id, {"instruction", "input", "output"})`` per record.
@@ -262,13 +263,13 @@ def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]
         if task is None:  # the gate's task expectation reports it
             count.unverified += 1
             continue
-        if task_id not in rows_of:
-            rows_of[task_id] = _task_rows(task, canonical, seed)
-        rows = rows_of[task_id]
         tpl = next((t for t in task.templates if t.id == tpl_id), None)
         if tpl is not None and not writes_literal_particles(tpl):
             count.by_markers += 1  # every particle after a value is chosen from it: nothing can disagree
             continue
+        if task_id not in rows_of:
+            rows_of[task_id] = _task_rows(task, canonical, seed)
+        rows = rows_of[task_id]
         try:
             variables = prepare(task, *rows[rid], rid) if tpl is not None and rid in rows else "missing"
             probe = None if isinstance(variables, str) else probe_parts(task, tpl, variables, rid)
