@@ -232,22 +232,35 @@ class ParticleCount:
     by_markers: int = 0      # records whose template writes every particle after a value as a marker
 
 
-# A particle can disagree only where the template writes it literally right after a value, an
-# {% if %} block or a quoted literal (a marker is chosen from the value itself): the first letter of
-# a particle form after `}}`, `%}` or a closing quote, closing quotes/brackets passed.
+# A particle can disagree only where the template writes it literally right after a value or an
+# {% if %} block (a marker is chosen from the value itself): the first letter of a particle form
+# after `}}` or `endif %}`, closing quotes/brackets passed. A particle after a quotation of the
+# template's own words reads the same in every record: it is checked once, from the source.
 _PARTICLE_INITIALS = "".join(sorted({f[0] for pair in korean.PAIRS for f in pair}))
-_LITERAL_SITE = re.compile(r"(?:\}\}|endif\s*-?%\}|[\"'”’」』])[\"'”’」』)\]]*[" + _PARTICLE_INITIALS + "]")
+_VALUE_SITE = re.compile(r"(?:\}\}|endif\s*-?%\})[\"'”’」』)\]]*[" + _PARTICLE_INITIALS + "]")
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 
 
-def writes_literal_particles(template: Template) -> bool:
-    """Whether a part of ``template`` may write a particle literally after a value (checked per record)."""
-    return any(_LITERAL_SITE.search(getattr(template, p)) for p in ("instruction", "input", "output"))
+def may_disagree(template: Template) -> bool:
+    """Whether a record of ``template`` can hold a particle that disagrees (checked per record)."""
+    for part in ("instruction", "input", "output"):
+        source = getattr(template, part)
+        if _VALUE_SITE.search(source):
+            return True
+        literal = _JINJA.sub(lambda m: "\x00" * len(m.group(0)), source)
+        for quoted, end in korean._quoted_literals(literal):
+            if "\x00" in quoted or not quoted.strip():
+                continue
+            site = korean._site_after(quoted, literal[end:end + 12])
+            if site is not None and not site.agrees:
+                return True
+    return False
 
 
 def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]], canonical,
                           catalog: Catalog, seed: int) -> ParticleCount:
     """Count each record's particle errors, rendering it again from its canonical row when its
-    template writes a particle literally (:func:`writes_literal_particles`).
+    template can write one that disagrees (:func:`may_disagree`).
 
     Args:
         records: ``(task, template_id, record_id, {"instruction", "input", "output"})`` per record.
@@ -264,7 +277,7 @@ def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]
             count.unverified += 1
             continue
         tpl = next((t for t in task.templates if t.id == tpl_id), None)
-        if tpl is not None and not writes_literal_particles(tpl):
+        if tpl is not None and not may_disagree(tpl):
             count.by_markers += 1  # every particle after a value is chosen from it: nothing can disagree
             continue
         if task_id not in rows_of:

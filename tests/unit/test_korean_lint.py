@@ -83,3 +83,18 @@ def test_an_answer_that_does_not_fit_its_instruction_is_flagged(instruction, out
 ])
 def test_an_answer_that_fits_passes(instruction, output):
     assert format_findings(instruction, output, [], output_ends_literal=True) == []
+
+
+@pytest.mark.parametrize(("instruction", "risky"), [
+    ('"{{ word }}"가 같은 뜻인가요?', True),          # literal after a value: per record
+    ('{% if x %}원인{% else %}결과{% endif %}을 쓰세요.', True),
+    ('"그래서"으로 이어 쓰세요.', True),                # a constant quotation, wrong once and for all
+    ('"그래서"로 이어 쓰세요.', False),                 # a constant quotation that agrees
+    ('"{{ word }}"{이/가} 같은 뜻인가요?', False),      # a marker is chosen from the value
+    ('"{{ word }}"의 뜻은 같나요?', False),             # 의 reads the same after any value
+])
+def test_which_templates_the_gate_renders_again(catalog, instruction, risky):
+    from dagllm.lint import may_disagree
+
+    tpl = catalog.task("kobest_wic_sense").templates[0].model_copy(update={"instruction": instruction})
+    assert may_disagree(tpl) is risky
