@@ -257,13 +257,13 @@ def may_disagree(template: Template) -> bool:
     return False
 
 
-def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]], canonical,
+def count_particle_errors(records: Iterable[tuple[str, str, str, tuple[str, str, str]]], canonical,
                           catalog: Catalog, seed: int) -> ParticleCount:
     """Count each record's particle errors, rendering it again from its canonical row when its
     template can write one that disagrees (:func:`may_disagree`).
 
     Args:
-        records: ``(task, template_id, record_id, {"instruction", "input", "output"})`` per record.
+        records: ``(task, template_id, record_id, (instruction, input, output))`` per record.
         canonical: the canonical table (``id``, ``source``, ``split``, ``benchmark``, ``fields``, ``label``).
         catalog: the catalog the records were rendered from.
         seed: the render seed (group pairing depends on it).
@@ -271,13 +271,17 @@ def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]
     records = list(records)
     count = ParticleCount(errors=[0] * len(records))
     rows_of: dict[str, dict[str, tuple[dict, str | None]]] = {}
+    templates = {(t.id, tpl.id): tpl for t in catalog.tasks.values() for tpl in t.templates}
+    risky: dict[tuple[str, str], bool] = {}  # per (task, template): may a record hold a disagreement?
     for i, (task_id, tpl_id, rid, parts) in enumerate(records):
         task = catalog.tasks.get(task_id)
         if task is None:  # the gate's task expectation reports it
             count.unverified += 1
             continue
-        tpl = next((t for t in task.templates if t.id == tpl_id), None)
-        if tpl is not None and not may_disagree(tpl):
+        tpl = templates.get((task_id, tpl_id))
+        if (task_id, tpl_id) not in risky:
+            risky[task_id, tpl_id] = tpl is None or may_disagree(tpl)
+        if not risky[task_id, tpl_id]:
             count.by_markers += 1  # every particle after a value is chosen from it: nothing can disagree
             continue
         if task_id not in rows_of:
@@ -291,7 +295,7 @@ def count_particle_errors(records: Iterable[tuple[str, str, str, dict[str, str]]
         if probe is None:
             count.unverified += 1
             continue
-        if any(korean.resolve(probe[p]).strip() != (parts[p] or "") for p in probe):
+        if any(korean.resolve(probe[p]).strip() != (text or "") for p, text in zip(probe, parts, strict=True)):
             count.unverified += 1  # not what this template renders from this row: nothing to check
             continue
         count.rendered += 1

@@ -329,8 +329,9 @@ def particle_errors(records: pd.DataFrame, canonical: pd.DataFrame, catalog: Cat
     record is rendered again from its canonical row, values marked, and its particles read.
     Records the re-render does not reproduce are counted as ``unverified``."""
     seed = RenderParams.model_fields["seed"].default if seed is None else seed
-    recs = zip(records["task"], records["template_id"], records["record_id"],
-               records[["instruction", "input", "output"]].to_dict("records"), strict=True)
+    texts = zip(records["instruction"].tolist(), records["input"].tolist(), records["output"].tolist(), strict=True)
+    recs = zip(records["task"].tolist(), records["template_id"].tolist(), records["record_id"].tolist(), texts,
+               strict=True)
     return count_particle_errors(recs, canonical, catalog, seed)
 
 
