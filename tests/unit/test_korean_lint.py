@@ -98,3 +98,16 @@ def test_which_templates_the_gate_renders_again(catalog, instruction, risky):
 
     tpl = catalog.task("kobest_wic_sense").templates[0].model_copy(update={"instruction": instruction})
     assert may_disagree(tpl) is risky
+
+
+def test_an_unknown_particle_marker_is_a_catalog_error_naming_the_file(tmp_path):
+    import shutil
+
+    from dagllm.catalog import CATALOG_DIR, CatalogError
+
+    root = tmp_path / "catalog"
+    shutil.copytree(CATALOG_DIR, root)
+    f = root / "tasks" / "kobest_wic_sense.yaml"
+    f.write_text(f.read_text(encoding="utf-8").replace("{이/가} 같은 뜻으로", "{이/를} 같은 뜻으로"), encoding="utf-8")
+    with pytest.raises(CatalogError, match=r"kobest_wic_sense.yaml: templates.0: .*unknown particle marker \{이/를\}"):
+        load_catalog(root)
