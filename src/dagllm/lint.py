@@ -9,7 +9,8 @@ and on real rows read through the project's readers, and two things are checked 
   since the next value may end differently;
 - **answer format**: what the instruction names is what the output gives: a list of quoted
   answers (``"예" 또는 "아니요"로``), ``예 또는 아니요로``, a ``보기:``/``선택지:`` line, numbered options
-  (``1번과 2번 중``, ``몇 번``), a reason (``왜``, ``이유``, ``근거``), a sentence (``한 문장으로``).
+  (``1번과 2번 중``, ``몇 번``), one of the options copied (``그대로 쓰세요``: the output is one of
+  the record's choices), a reason (``왜``, ``이유``, ``근거``), a sentence (``한 문장으로``).
 
 ``dagllm catalog lint`` prints the per-task table; ``tests/unit/test_korean_lint.py`` runs it
 over every committed task in ``make test``.
@@ -41,6 +42,7 @@ _NUMBERED = re.compile(r"(\d+)번\s*(?:과|와|,|또는)\s*(\d+)번")
 _WHICH_NUMBER = re.compile(r"몇\s*번")
 _REASON = re.compile(r"왜(?!냐)|(?<!판결 )이유(?! 부분)|근거(?!하|해|로 하)")
 _REASON_GIVEN = re.compile(r"때문|므로|으니|니까|이유|왜냐하면|따라서|그래서|근거|[아어해여]서\s")
+_COPY = re.compile(r"그대로\s*쓰")
 _SENTENCE = re.compile(r"(?:한|완전한|두세|한두)?\s*문장으로\s*(?:답|쓰|설명|판단|판정|밝히|말|정의|평가)")
 _SENTENCE_END = re.compile(r"(?:다|요|죠|까|니다)[.!?]?[\"'”’]?$")
 
@@ -65,6 +67,8 @@ def format_findings(instruction: str, output: str, choices: list[str], output_en
     nums = _NUMBERED.search(instruction)
     if (nums or _WHICH_NUMBER.search(instruction)) and not re.match(r"^\d+번", out):
         problems.append(f"asks for a numbered option (N번) but the output is {out[:40]!r}")
+    if _COPY.search(instruction) and choices and out not in choices:
+        problems.append(f"asks to copy one of the options but the output {out[:40]!r} is none of them")
     if _REASON.search(instruction) and not _REASON_GIVEN.search(out):
         problems.append("asks for a reason (왜/이유/근거) but the output gives none")
     if output_ends_literal and _SENTENCE.search(instruction) and not _SENTENCE_END.search(out):
@@ -109,14 +113,15 @@ def _rows_with_pairs(task: Task, rows: list[tuple[str, dict, str | None]]) -> li
     return [(rid, fields[rid], lab) for rid, _, lab in rows if rid in fields]
 
 
-def lint_task(task: Task, rows: Iterable[tuple[str, dict, str | None]] = (), real: bool = True) -> TaskLint:
-    """Render every template of ``task`` on its sample and on ``rows`` (``(id, fields, label)``)."""
+def lint_task(task: Task, rows: Iterable[tuple[str, dict, str | None]] = ()) -> TaskLint:
+    """Render every template of ``task`` on its sample and on real ``rows`` (``(id, fields, label)``).
+
+    A ``group_pairs`` task pairs the rows among themselves (the sample carries its derived field).
+    """
     rows = list(rows)
-    result = TaskLint(task.id, real_rows=len(rows) if real else 0)
+    result = TaskLint(task.id, real_rows=len(rows))
     sample = (f"{task.id}/sample", dict(task.sample.fields), task.sample.label)
-    if any(isinstance(d, GroupPairs) for d in task.derive):
-        sample = (sample[0], {**sample[1]}, sample[2])  # the sample already carries the derived field
-        rows = _rows_with_pairs(task, rows)
+    rows = _rows_with_pairs(task, rows)
     for rid, fields, label in [sample, *rows]:
         variables = prepare(task, fields, label, rid)
         if isinstance(variables, str):
@@ -162,7 +167,7 @@ def _pair_for(site: korean.Site) -> tuple[str, str]:
 
 def _names_format(instruction: str) -> bool:
     return any(r.search(instruction) for r in (_QUOTED_LIST, _YES_NO, _OPTIONS_LINE, _NUMBERED, _WHICH_NUMBER,
-                                               _REASON, _SENTENCE))
+                                               _COPY, _REASON, _SENTENCE))
 
 
 # --- real rows -----------------------------------------------------------------------------------
@@ -208,15 +213,6 @@ def table(results: list[TaskLint]) -> str:
 
 def to_json(results: list[TaskLint]) -> str:
     return json.dumps([{**asdict(r), "ok": r.ok} for r in results], ensure_ascii=False, indent=1)
-
-
-def record_particle_errors(task: Task, tpl: Template, variables: dict, rid: str) -> int:
-    """Particles of one rendered record that disagree with the value before them (the gate's count)."""
-    return sum(not s.agrees for s in record_sites(probe_parts(task, tpl, variables, rid)))
-
-
-__all__ = ["RenderError", "TaskLint", "format_findings", "lint_catalog", "lint_task", "real_rows",
-           "record_particle_errors", "table"]
 
 
 # --- the quality gate's count ------------------------------------------------------------------

@@ -67,9 +67,11 @@ def test_a_particle_after_a_constant_expression_is_checked(catalog):
     ("글쓴이의 평가를 고르세요.\n보기: 긍정 / 부정", "좋음", "options"),
     ('"첫 번째 대안" 또는 "두 번째 대안"으로 답하세요.', "2번", "one of"),
     ("어느 분야인지 한 문장으로 답하세요.", "경제 분야", "sentence"),
+    ("알맞은 것을 골라 그 문장을 그대로 쓰세요.", "첫 번째 대안", "copy"),
 ])
 def test_an_answer_that_does_not_fit_its_instruction_is_flagged(instruction, output, problem):
-    problems = format_findings(instruction, output, [], output_ends_literal=True)
+    problems = format_findings(instruction, output, ["나는 우산을 챙겼다.", "나는 선글라스를 썼다."],
+                               output_ends_literal=True)
     assert problems and problem in problems[0]
 
 
