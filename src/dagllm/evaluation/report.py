@@ -64,10 +64,22 @@ def task_section(task: str, r: dict, pub: Published) -> Section:
     rows += [[f"published: {p}"] + [pct(_published(pub, task, m, p)) for m in r["metrics"]]
              for p in pub.models if task in pub.results]
     notes = list(r.get("flags", []))
-    if r["items"] < r["size"]:
-        notes.append(f"Scored {r['items']} of {r['size']} items (evaluate.limit or a smaller mirror): "
-                     "not comparable with the published figures.")
+    comp = r.get("comparable")
+    if comp is not None and not comp["comparable"]:
+        notes.append("Not comparable with the published figures: " + "; ".join(comp["why"]) + ".")
     return Section(title, header, rows, notes)
+
+
+def comparability_section(results: dict) -> Section:
+    """Per task: is its number comparable with the published one (kit19, zero-shot, full split)?"""
+    rows = []
+    for task, r in results.items():
+        comp = r.get("comparable") or {"comparable": False, "why": ["comparability not computed"]}
+        rows.append([task, "yes" if comp["comparable"] else "no", "; ".join(comp["why"]) or
+                     "protocol kit19, zero-shot, every item of the split, lm-eval log-likelihood scoring"])
+    notes = ["Comparable = KIT-19's prompts on the loaders' documents (protocol kit19), zero-shot, the full "
+             "split, lm-eval's log-likelihood multiple choice (docs/evaluation.md)."]
+    return Section("Comparable with the published table", ["task", "comparable", "why"], rows, notes)
 
 
 def published_equals_constant(results: dict, pub: Published) -> list[str]:
@@ -86,7 +98,8 @@ def published_equals_constant(results: dict, pub: Published) -> list[str]:
 
 
 def sections(results: dict, pub: Published) -> list[Section]:
-    return [summary_section(results, pub)] + [task_section(t, r, pub) for t, r in results.items()]
+    return ([summary_section(results, pub), comparability_section(results)]
+            + [task_section(t, r, pub) for t, r in results.items()])
 
 
 def markdown(results: dict, pub: Published, meta: dict) -> str:
