@@ -9,6 +9,7 @@ machinery (``ConfigurableTask`` from our YAML, ``build_all_requests``) over the 
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from dagllm.stages.evaluate import prepare_task
 
 from ..conftest import REPO, SAMPLES
 
-MIRROR = REPO.parent / "shared" / "data"
+# DAGLLM_SHARED_DATA points a worktree outside /work at the mirror
+MIRROR = Path(os.environ.get("DAGLLM_SHARED_DATA", REPO.parent / "shared" / "data"))
 TASKS = ["kobest_boolq", "kobest_copa", "kobest_hellaswag", "kobest_sentineg", "kobest_wic", "klue_sts", "klue_ynat"]
 YES_NO = ["아니오", "예"]
 YNAT_ORDER = ["IT과학", "경제", "사회", "생활문화", "세계", "스포츠", "정치"]
