@@ -148,7 +148,8 @@ def sample_records(raw_samples: list[dict], delimiter: str) -> list[dict]:
         lls = [float(r[0]) for r in s["filtered_resps"]]
         pred, pred_norm = M.predict(lls), M.predict_char_norm(lls, choices)
         gold = int(s["doc"]["label"])
-        out.append({"doc_id": s["doc_id"], "id": s["doc"].get("id"), "gold": gold, "choices": choices,
+        out.append({"doc_id": s["doc_id"], "id": s["doc"].get("id"), "gold": gold, "context": s["arguments"][0][0],
+                    "choices": choices,
                     "loglikelihoods": lls, "pred": pred, "pred_norm": pred_norm, "acc": float(pred == gold)})
     return out
 
