@@ -109,6 +109,8 @@ def test_dagllm_protocol_uses_the_canonical_rows_and_our_prompts(evaluated):
     assert first["context"].startswith(f"문장 1: {doc['context_1']}\n문장 2: ")
     m = json.loads((wd / "eval_dg/metrics.json").read_text(encoding="utf-8"))
     assert m["comparable"]["kobest_wic"]["why"][0].startswith("protocol dagllm")
+    assert (wd / "eval_dg/table.md").read_text(encoding="utf-8").startswith(
+        "# Evaluation: protocol dagllm (our prompts, not KIT-19's)")
 
 
 def test_metrics_agree_with_lm_eval_and_the_samples(evaluated):
@@ -162,6 +164,7 @@ def test_everything_logged_to_the_training_run(evaluated):
         assert key in run.data.metrics, key
     assert run.data.tags["eval.lm_eval_version"] == "0.4.13"
     assert run.data.tags["eval.klue_ynat.status"] == "no data in this mirror"
+    assert run.data.tags["eval.protocol"] == "kit19" and run.data.tags["eval.kobest_copa.comparable"] == "false"
     names = {a.path for a in client.list_artifacts(evaluated["run_id"], "eval")}
     assert {"eval/metrics.json", "eval/table.md", "eval/chart.png", "eval/report.html", "eval/samples"} <= names
     html = (evaluated["wd"] / "eval/report.html").read_text(encoding="utf-8")

@@ -27,6 +27,16 @@ def test_device_auto_and_batch_size_auto():
     assert EvaluateParams(tasks=["kobest_copa"], device="cuda:1").resolved_device() == "cuda:1"
 
 
+def test_device_auto_picks_cuda_when_torch_sees_a_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert EvaluateParams(tasks=["kobest_copa"]).resolved_device() == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert EvaluateParams(tasks=["kobest_copa"]).resolved_device() == "cpu"
+    assert EvaluateParams(tasks=["kobest_copa"], device="cpu").resolved_device() == "cpu"
+
+
 @pytest.mark.parametrize("bad", [{"limit": 0}, {"limit": "all"}, {"batch_size": 0}, {"batch_size": "max"},
                                  {"protocol": "kit20"}])
 def test_bad_values_name_the_key(bad: dict):

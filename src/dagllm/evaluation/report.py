@@ -104,7 +104,7 @@ def sections(results: dict, pub: Published) -> list[Section]:
 
 def markdown(results: dict, pub: Published, meta: dict) -> str:
     """The whole report as Markdown."""
-    out = ["# Evaluation: KIT-19 protocol", "", _meta_line(meta), ""]
+    out = [f"# {_title(meta)}", "", _meta_line(meta), ""]
     for s in sections(results, pub):
         out += [f"## {s.title}", "", "| " + " | ".join(s.header) + " |", "|" + " --- |" * len(s.header)]
         out += ["| " + " | ".join(row) + " |" for row in s.rows]
@@ -121,7 +121,7 @@ def html_page(results: dict, pub: Published, meta: dict, chart_png: Path) -> str
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>dagllm evaluation</title>",
              "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
-             "<h1>Evaluation: KIT-19 protocol</h1>", f"<p>{html.escape(_meta_line(meta))}</p>",
+             f"<h1>{html.escape(_title(meta))}</h1>", f"<p>{html.escape(_meta_line(meta))}</p>",
              f"<img alt='model vs reference predictors vs published' src='data:image/png;base64,{img}'>"]
     for s in sections(results, pub):
         parts.append(f"<h2>{html.escape(s.title)}</h2><table><tr>"
@@ -162,6 +162,12 @@ def chart(results: dict, pub: Published, out: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _title(meta: dict) -> str:
+    if meta.get("protocol", "kit19") == "kit19":
+        return "Evaluation: KIT-19 protocol"
+    return f"Evaluation: protocol {meta['protocol']} (our prompts, not KIT-19's)"
 
 
 def _meta_line(meta: dict) -> str:

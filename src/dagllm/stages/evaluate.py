@@ -185,7 +185,8 @@ def run_lm_eval(params: EvaluateParams, model_dir: Path, configs: list[dict], li
     import lm_eval
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=str(model_dir), device=device, batch_size=params.batch_size)
+    lm = HFLM(pretrained=str(model_dir), device=device, batch_size=params.batch_size,
+              max_batch_size=params.max_batch_size)
     return lm_eval.simple_evaluate(
         model=lm, tasks=configs, num_fewshot=params.num_fewshot, limit=limit, log_samples=True,
         random_seed=params.seed, numpy_random_seed=params.seed, torch_random_seed=params.seed,
@@ -293,7 +294,8 @@ def log_to_mlflow(mlflow_params: MlflowParams, run_id: str, out_dir: Path, doc: 
     values.update({_metric_key("eval_val_loss", c): v["loss"] for c, v in doc["validation_loss"].items()})
     with mlflow.start_run(run_id=run_id):
         mlflow.log_metrics(values)
-        mlflow.set_tags({"eval.lm_eval_version": doc["lm_eval_version"],
+        mlflow.set_tags({"eval.lm_eval_version": doc["lm_eval_version"], "eval.protocol": doc["protocol"]["name"],
+                         **{f"eval.{t}.comparable": str(c["comparable"]).lower() for t, c in doc["comparable"].items()},
                          **{f"eval.{t}.version": str(v) for t, v in doc["task_versions"].items()},
                          **{f"eval.{t}.status": s for t, s in doc["missing"].items()}})
         for name in REPORT_FILES:
