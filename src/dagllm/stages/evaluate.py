@@ -42,6 +42,7 @@ class EvalSummary:
     missing: dict[str, str] = field(default_factory=dict)
     flags: dict[str, list[str]] = field(default_factory=dict)
     validation_loss: dict[str, dict] = field(default_factory=dict)
+    comparable: dict[str, dict] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return self.__dict__
@@ -51,6 +52,8 @@ class EvalSummary:
                for task, ms in self.metrics.items()]
         out += [f"{task}: {why}" for task, why in self.missing.items()]
         out += [f"{task}: {flag}" for task, fs in self.flags.items() for flag in fs]
+        out += [f"{task}: not comparable with the published table ({'; '.join(c['why'])})"
+                for task, c in self.comparable.items() if not c["comparable"] and task not in self.missing]
         if "all" in self.validation_loss:
             out.append(f"validation loss {self.validation_loss['all']['loss']:.4f} over "
                        f"{len(self.validation_loss) - 1} categories")
@@ -270,7 +273,7 @@ def run_evaluate(params: EvaluateParams, mlflow_params: MlflowParams, canonical:
     }
     write_reports(out_dir, doc, results, meta)
     summary = EvalSummary(doc["metrics"], doc["samples"], lm_eval.__version__, doc["missing"],
-                          {t: r["flags"] for t, r in scored.items() if r["flags"]}, val_loss)
+                          {t: r["flags"] for t, r in scored.items() if r["flags"]}, val_loss, doc["comparable"])
     if run_file is not None and Path(run_file).is_file():
         log_to_mlflow(mlflow_params, read_json(run_file)["run_id"], out_dir, doc)
     return summary
