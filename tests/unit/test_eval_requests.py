@@ -142,7 +142,7 @@ def test_loader_documents_keep_what_the_raw_file_has(tmp_path: Path):
 def test_bad_benchmark_file_names_file_and_line(tmp_path: Path):
     copa = tmp_path / "copa.tsv"
     copa.write_text("ID\tsentence\tquestion\t1\t2\tAnswer\n1\t전제\t결과\t가\t나\t3\n", encoding="utf-8")
-    with pytest.raises(DocumentError, match=r"copa.tsv line 2: label 3 is not one of \[1, 2\]"):
+    with pytest.raises(DocumentError, match=r"copa.tsv data row 1: label 3 is not one of \[1, 2\]"):
         load_documents("kobest_copa", copa)
     with pytest.raises(DocumentError, match=r"missing column\(s\) Text, Question"):
         load_documents("kobest_boolq", copa)

@@ -45,7 +45,7 @@ def _bool_label(path: Path) -> Callable[[int, object], int]:
         # pandas parses True/TRUE/False/FALSE columns as bool; anything else is not a label the loader knows
         if isinstance(value, (bool, np.bool_)):
             return int(value)
-        raise DocumentError(f"{path} line {row}: label {value!r} is not True/False")
+        raise DocumentError(f"{path} data row {row}: label {value!r} is not True/False")
     return conv
 
 
@@ -57,7 +57,7 @@ def _int_label(allowed: range, offset: int = 0) -> Callable[[Path], Callable[[in
             except (TypeError, ValueError):
                 v = None
             if v is None or v not in allowed:
-                raise DocumentError(f"{path} line {row}: label {value!r} is not one of "
+                raise DocumentError(f"{path} data row {row}: label {value!r} is not one of "
                                     f"{[a + offset for a in allowed]}")
             return v
         return conv
@@ -73,9 +73,8 @@ def _kobest(columns: dict[str, str], label: Callable[[Path], Callable[[int, obje
         conv = label(path)
         docs = []
         for idx, r in _tsv(path, columns).iterrows():
-            line = int(idx) + 2  # the header is line 1 (no field of these files spans lines)
             doc = {"id": str(r["id"]) if "id" in r else str(idx), **{k: str(r[k]) for k in text}}
-            doc["label"] = conv(line, r["label"])
+            doc["label"] = conv(int(idx) + 1, r["label"])  # data row, counted from 1 after the header
             docs.append(doc)
         return docs
     return load
