@@ -146,3 +146,7 @@ def test_bad_benchmark_file_names_file_and_line(tmp_path: Path):
         load_documents("kobest_copa", copa)
     with pytest.raises(DocumentError, match=r"missing column\(s\) Text, Question"):
         load_documents("kobest_boolq", copa)
+    boolq = tmp_path / "boolq.tsv"
+    boolq.write_text("ID\tText\tQuestion\tAnswer\n1\t문단\t질문\tTrue\n2\t문단\t질문\t아마도\n", encoding="utf-8")
+    with pytest.raises(DocumentError, match=r"boolq.tsv data row 1: label 'True' is not True/False"):
+        load_documents("kobest_boolq", boolq)  # a column that is not all booleans is not the loader's
