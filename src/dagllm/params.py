@@ -247,7 +247,8 @@ class EvaluateParams(_Section):
                                                  "demo model, the whole split for pretrained presets")
     demo_limit: int = Field(200, ge=1, description="items per task for limit auto with the tiny preset")
     batch_size: int | Literal["auto"] = Field(8, description="lm-eval batch size (requests per forward pass); "
-                                              "auto = lm-eval finds the largest that fits (for GPUs)")
+                                              "auto = lm-eval finds the largest that fits (for GPUs; the validation "
+                                              "loss then uses 8)")
     max_batch_size: int = Field(64, ge=1, le=4096, description="upper bound of batch_size auto (lm-eval "
                                 "halves it on out-of-memory until a batch fits)")
     device: str = Field("auto", description="torch device for lm-eval and the validation loss: auto = cuda "
