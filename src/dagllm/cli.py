@@ -195,7 +195,8 @@ def evaluate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     from dagllm.stages.evaluate import run_evaluate
 
     _stage("evaluate", params, overrides, lambda p, lay: run_evaluate(
-        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split))
+        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split,
+        raw_dir=lay.raw, preset=p.train.model))
 
 
 @app.command()
