@@ -90,7 +90,7 @@ def validate(params_json: str, canonical_dir: Path, rendered_dir: Path, validate
     p = _params(params_json)
     s, kept = validate_points(read_parquet(canonical_dir / "records.parquet", "ingest"),
                               read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
-                              default_catalog(), report_dir, validated_dir / "quarantine")
+                              default_catalog(), report_dir, validated_dir / "quarantine", p.render.seed)
     _copy_page(report_dir / "docs", "rendered", html_path)
     _log(metrics, {f"{x.point}.{k}": v for x in s.points for k, v in
                    (("passed", sum(e["success"] for e in x.expectations)), ("expectations", len(x.expectations)),

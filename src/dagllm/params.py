@@ -114,6 +114,8 @@ class ValidateParams(_Section):
     hangul: dict[str, HangulBounds] = Field(
         default_factory=lambda: {"default": HangulBounds(min=0.3, max=1.0)},
         description="Hangul ratio bounds keyed by task id or category; 'default' for the rest")
+    max_particle_errors: int = Field(0, ge=0, description="rendered gate: most particles, over all records, "
+                                     "that disagree with the value before them (이/가 after 자전)")
 
     @model_validator(mode="after")
     def _bounds(self) -> ValidateParams:
