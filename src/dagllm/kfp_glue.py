@@ -31,8 +31,16 @@ class ConfusionSink(Protocol):
 
 
 def _params(params_json: str) -> Params:
+    from dagllm.teamdata import resolve
+
     offline()
-    return Params.model_validate(json.loads(params_json))
+    return resolve(Params.model_validate(json.loads(params_json)), check_files=False)[0]
+
+
+def _catalog(p: Params):
+    from dagllm.teamdata import with_local
+
+    return with_local(default_catalog(), p)
 
 
 def _log(metrics: MetricsSink, values: dict[str, Any]) -> None:
@@ -57,7 +65,7 @@ def ingest(params_json: str, out_dir: Path, metrics: MetricsSink) -> None:
     from dagllm.stages.ingest import run_ingest
 
     p = _params(params_json)
-    cat = default_catalog()
+    cat = _catalog(p)
     with tempfile.TemporaryDirectory(prefix="dagllm-raw-") as raw:
         run_fetch(p.fetch, selected_sources(p.ingest, cat), mirror_location(p.paths.mirror),
                   Path(raw), out_dir / "fetch.json")
@@ -70,7 +78,7 @@ def render(params_json: str, canonical_dir: Path, out_dir: Path, metrics: Metric
     from dagllm.stages.render import run_render
 
     p = _params(params_json)
-    s = run_render(p.render, default_catalog(), canonical_dir / "records.parquet", out_dir / "records.parquet",
+    s = run_render(p.render, _catalog(p), canonical_dir / "records.parquet", out_dir / "records.parquet",
                    out_dir / "render.json")
     _log(metrics, {"records": s.records, **{f"task.{t}": n for t, n in s.per_task.items()}})
 
@@ -90,7 +98,8 @@ def validate(params_json: str, canonical_dir: Path, rendered_dir: Path, validate
     p = _params(params_json)
     s, kept = validate_points(read_parquet(canonical_dir / "records.parquet", "ingest"),
                               read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
-                              default_catalog(), report_dir, validated_dir / "quarantine", p.render.seed)
+                              _catalog(p), report_dir, validated_dir / "quarantine", p.render.seed,
+                              validated_dir / "canonical.parquet")
     _copy_page(report_dir / "docs", "rendered", html_path)
     _log(metrics, {f"{x.point}.{k}": v for x in s.points for k, v in
                    (("passed", sum(e["success"] for e in x.expectations)), ("expectations", len(x.expectations)),
@@ -105,7 +114,8 @@ def decontaminate(params_json: str, validated_dir: Path, canonical_dir: Path, ou
     from dagllm.stages.decontaminate import run_decontaminate
 
     p = _params(params_json)
-    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", canonical_dir / "records.parquet",
+    # benchmark items from the gate's kept canonical rows (canonical_dir only orders the DAG)
+    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", validated_dir / "canonical.parquet",
                           out_dir / "records.parquet", out_dir / "decontamination.json")
     _log(metrics, {"records": s.records, "kept": s.kept, "dropped": s.dropped,
                    **{f"from.{k}": v for k, v in s.by_benchmark_source.items()}})
@@ -169,7 +179,8 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
         # protocol kit19 reads the benchmark files themselves (the loaders' documents): fetch them, verified
         run_fetch(p.fetch, benchmark_sources(p, default_catalog(), selected_sources), mirror_location(p.paths.mirror),
                   Path(raw), Path(raw) / "fetch.json")
-        s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
+        # canonical_dir is the validate step's output: canonical.parquet holds the benchmark rows the gate kept
+        s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "canonical.parquet", model_files(model_dir),
                          model_dir / "train_run.json", report_dir, val_dir / "records.parquet",
                          raw_dir=Path(raw), preset=p.train.model)
     _log(metrics, {f"{t}.{m}": v for t, ms in s.metrics.items() for m, v in ms.items()})

@@ -24,7 +24,8 @@ class ParamsError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML `true` is not an integer, `1` is not a string; only int -> float is converted.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PathsParams(_Section):
@@ -50,6 +51,17 @@ class LocalSource(_Section):
     license: str = Field(min_length=1, description="carried by every record of this source")
     split: Literal["train", "validation", "test"] = "train"
     benchmark: bool = Field(False, description="an evaluation file: never rendered for training")
+    tasks: list[str] = Field(default_factory=list, description="the tasks this file feeds: catalog task ids "
+                             "(`dagllm catalog ls`) or ids defined in `task_files`; rendered like catalog tasks")
+    task_files: list[str] = Field(default_factory=list, description="task YAMLs in the catalog's shape "
+                                  "(src/dagllm/catalog/tasks/*.yaml) defining new tasks fed by this file")
+
+    @model_validator(mode="after")
+    def _feeds_a_task(self) -> LocalSource:
+        if not self.benchmark and not self.tasks:
+            raise ValueError(f"local source {self.id!r} feeds no task: name its task(s) in `tasks` (a catalog "
+                             "task id, or one defined in `task_files`), or set benchmark: true")
+        return self
 
 
 class IngestParams(_Section):
@@ -177,14 +189,22 @@ class BalanceParams(_Section):
 class DecontaminateParams(_Section):
     """n-gram overlap between training records and every evaluation (benchmark) item."""
 
-    ngram_chars: int = Field(8, ge=3, le=64, description="character n-gram length, counted after removing "
-                             "whitespace (Korean spacing varies; a syllable carries a morpheme's worth)")
+    ngram_chars: int = Field(5, ge=3, le=64, description="character n-gram length, counted on letters and "
+                             "digits only (spacing and punctuation vary between copies; a syllable carries "
+                             "a morpheme's worth)")
     threshold: float = Field(0.6, gt=0, le=1, description="drop a record holding at least this share of "
                              "one benchmark text's n-grams; exact copies are always dropped")
+    edit_similarity: float = Field(0.8, gt=0, le=1, description="a benchmark text also counts as present when "
+                                   "its best-aligned stretch of the record is this similar (rapidfuzz "
+                                   "partial ratio: one word replaced in a short sentence stays above 0.8)")
     min_piece_chars: int = Field(5, ge=1, description="benchmark fields shorter than this (labels such as "
                                  "원인/결과, scores, single words) are not part of an item's text")
-    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (without whitespace) is "
+    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (letters and digits) is "
                                 "also matched on its own; shorter fields only as part of their whole item")
+    unit_fields: dict[str, list[str]] = Field(
+        default_factory=lambda: {"kobest_sentineg": ["text", "text_origin"]},
+        description="benchmark source -> fields matched on their own whatever their length (the scored "
+        "sentence of single-sentence benchmarks, most of them shorter than min_unit_chars)")
 
 
 class TinyModelParams(_Section):
@@ -433,7 +453,7 @@ class Params(_Section):
     kubeflow: KubeflowParams = KubeflowParams()
     serve: ServeParams = ServeParams()
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the YAML key names (``validate``, not ``validate_``)."""
