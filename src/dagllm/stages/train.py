@@ -25,12 +25,14 @@ import pandas as pd
 
 from dagllm.io import read_parquet, sha256_file, write_json
 from dagllm.params import MlflowParams, TrainParams
-from dagllm.prompt import build_prompt
 from dagllm.runtime import offline
-from dagllm.training.packing import IGNORE, PackedCollator, PaddedCollator, pack_examples
+from dagllm.training.encoding import IGNORE, encode_example, encode_frame, pad_collate, texts_of
+from dagllm.training.packing import PackedCollator, PaddedCollator, pack_examples
 from dagllm.training.presets import build_tiny_model, train_tokenizer
 
-__all__ = ["IGNORE", "TrainSummary", "build_model", "encode_example", "pad_collate", "run_train", "train_tokenizer"]
+# the encoding lives in dagllm.training.encoding; re-exported for existing callers
+__all__ = ["IGNORE", "TrainSummary", "build_model", "encode_example", "encode_frame", "pad_collate", "run_train",
+           "texts_of", "train_tokenizer"]
 
 
 @dataclass
@@ -59,30 +61,6 @@ class TrainSummary:
 def build_model(params: TrainParams, tokenizer):
     """The ``tiny`` preset (kept here for callers of the skeleton's API)."""
     return build_tiny_model(params, tokenizer)
-
-
-def pad_collate(tokenizer):
-    """The padded collator for ``tokenizer`` (one example per row)."""
-    return PaddedCollator(tokenizer.pad_token_id)
-
-
-def encode_example(tokenizer, instruction: str, input_text: str, output: str, max_len: int) -> dict:
-    """Token ids with labels masked (-100) on the prompt; truncated to ``max_len``."""
-    prompt_ids = tokenizer(build_prompt(instruction, input_text), add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(output, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    ids = (prompt_ids + answer_ids)[:max_len]
-    labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_len]
-    return {"input_ids": ids, "labels": labels}
-
-
-def texts_of(df: pd.DataFrame) -> list[str]:
-    """Full prompt + response texts (what the ``tiny`` tokenizer is trained on)."""
-    return [build_prompt(r.instruction, r.input) + r.output for r in df.itertuples(index=False)]
-
-
-def encode_frame(df: pd.DataFrame, tokenizer, max_len: int) -> list[dict]:
-    """Every record of ``df`` encoded with :func:`encode_example`."""
-    return [encode_example(tokenizer, r.instruction, r.input, r.output, max_len) for r in df.itertuples(index=False)]
 
 
 def training_arguments(params: TrainParams, output_dir: Path, device: str = "auto"):
