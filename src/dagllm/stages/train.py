@@ -133,6 +133,8 @@ def run_train(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
         dataset, collator, efficiency = examples, PaddedCollator(tokenizer.pad_token_id), 0.0
     ckpt_dir = checkpoint_dir or model_dir.parent / "checkpoints"
     key = checkpoints.run_key(params, data_sha)
+    if distributed.world_size() > 1:
+        distributed.init_process_group()  # binds the GPU before the first collective
     resume_from, run_id = checkpoints.prepare(ckpt_dir, key, params.resume) if distributed.rank() == 0 else (None, None)
     if distributed.world_size() > 1:
         resume_from = _broadcast_resume(resume_from)
@@ -145,11 +147,8 @@ def run_train(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
 
 def _broadcast_resume(resume_from: Path | None) -> Path | None:
     """Every rank resumes from the checkpoint rank 0 chose (rank 0 alone touches the folder)."""
-    import torch
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     box = [str(resume_from) if resume_from else None]
     dist.broadcast_object_list(box, src=0)
     return Path(box[0]) if box[0] else None
@@ -165,7 +164,7 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
     from dagllm.training.tracking import CheckpointUploader, MlflowMetrics
 
     main = distributed.rank() == 0
-    experiment_id = configure(mlflow_params)
+    experiment_id = configure(mlflow_params) if main else ""  # one rank creates the experiment and the run
     mlflow.set_system_metrics_sampling_interval(params.system_metrics_interval_s)
     run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name="train",
                            log_system_metrics=True) if main else None
