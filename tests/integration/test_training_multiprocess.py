@@ -145,3 +145,15 @@ def test_several_nodes_without_a_rendezvous_is_a_clear_error(monkeypatch):
         monkeypatch.setenv(var, value)
     cmd = launch.torchrun_command(TrainParams(num_nodes=2, num_processes=8), Path("spec.json"))
     assert "--nnodes=2" in cmd and "--nproc-per-node=8" in cmd and "--standalone" not in cmd
+
+
+def test_kfp_train_task_uses_every_gpu_of_its_pod():
+    from dagllm.params import load_params
+
+    repo = Path(__file__).resolve().parents[2]
+    one = load_params(repo / "params.yaml", [])
+    assert launch.train_params_for_task(one).num_processes == 1
+    eight = load_params(repo / "params.yaml", ["kubeflow.gpu.train.count=8"])
+    assert launch.train_params_for_task(eight).num_processes == 8
+    pinned = load_params(repo / "params.yaml", ["kubeflow.gpu.train.count=8", "train.num_processes=4"])
+    assert launch.train_params_for_task(pinned).num_processes == 4

@@ -75,9 +75,10 @@ def training_arguments(params: TrainParams, output_dir: Path, device: str = "aut
     from transformers import TrainingArguments
 
     from dagllm.training.distributed import deepspeed_config
+    from dagllm.training.presets import use_bf16
 
     cuda = torch.cuda.is_available() and device != "cpu"
-    bf16 = params.bf16 == "true" or (params.bf16 == "auto" and cuda and torch.cuda.is_bf16_supported())
+    bf16 = use_bf16(params, cuda)
     return TrainingArguments(
         output_dir=str(output_dir), max_steps=params.max_steps or -1, num_train_epochs=params.num_epochs,
         per_device_train_batch_size=params.batch_size, gradient_accumulation_steps=params.grad_accum,
@@ -114,9 +115,10 @@ def run_train(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
     from transformers import set_seed
 
     from dagllm.training import checkpoints, distributed
-    from dagllm.training.presets import load_model_and_tokenizer
+    from dagllm.training.presets import load_model_and_tokenizer, resolve
 
     offline()
+    params = resolve(params)  # the preset's sequence length, checkpointing and attention where unset
     set_seed(params.seed)
     df = read_parquet(train_path, "balance")
     if df.empty:

@@ -74,6 +74,18 @@ def world_size(params: TrainParams) -> int:
     return params.num_processes * params.num_nodes
 
 
+def train_params_for_task(params) -> TrainParams:
+    """The train section for the KFP train task: one rank per GPU the task was given.
+
+    ``kubeflow.gpu.train.count`` GPUs are attached to the task's pod; unless ``train.num_processes``
+    asks for more (or fewer, > 1) explicitly, the task starts one rank per GPU.
+    """
+    gpu = params.kubeflow.gpu.get("train")
+    if gpu is not None and gpu.count > 1 and params.train.num_processes == 1:
+        return params.train.model_copy(update={"num_processes": gpu.count})
+    return params.train
+
+
 def make_spec(params: TrainParams, mlflow_params: MlflowParams, train_path: Path, model_dir: Path, run_file: Path,
               metrics_path: Path, curve_path: Path, pipeline_run: str = "local",
               checkpoint_dir: Path | None = None, summary_path: Path | None = None) -> TrainSpec:
