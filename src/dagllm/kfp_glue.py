@@ -140,10 +140,10 @@ def balance(params_json: str, records_dir: Path, train_dir: Path, val_dir: Path,
 
 
 def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSink) -> None:
-    from dagllm.stages.train import run_train
+    from dagllm.training.launch import train as run_train, train_params_for_task
 
     p = _params(params_json)
-    s = run_train(p.train, p.mlflow, train_dir / "records.parquet", _model_files_for(p, model_dir),
+    s = run_train(train_params_for_task(p), p.mlflow, train_dir / "records.parquet", _model_files_for(p, model_dir),
                   model_dir / "train_run.json", model_dir / "train_metrics.json", model_dir / "train_loss.csv",
                   pipeline_run="kfp")
     _log(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})

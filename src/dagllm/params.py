@@ -233,21 +233,27 @@ class TrainParams(_Section):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1, description="rows per device and micro-step (packed rows when packing)")
     grad_accum: int = Field(1, ge=1)
-    max_seq_len: int = Field(256, ge=16)
+    max_seq_len: int | None = Field(None, ge=16, description="tokens per row; null = the preset's (tiny 256, "
+                                    "Polyglot-Ko 2048)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="linear warmup, then cosine decay")
     log_every: int = Field(5, ge=1)
     packing: bool = Field(True, description="several examples per row, attention kept within each example")
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
-        "sdpa", description="flash_attention_2 needs a GPU and the flash-attn package")
+    attn_implementation: Literal["auto", "flex_attention", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="auto = flex_attention (document block mask) on GPUs when packing, else sdpa; "
+        "flash_attention_2 needs the flash-attn package (no wheel on PyPI)")
     deepspeed: Literal["zero2", "zero3", "zero3_offload"] | None = Field(
         "zero2", description="DeepSpeed config (dagllm/training/deepspeed/NAME.json); null = plain transformers")
     bf16: Literal["auto", "true", "false"] = Field("auto", description="auto = when the GPU supports it")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = Field(None, description="null = the preset's (on for 5.8b)")
     save_every: int = Field(10, ge=0, description="checkpoint every N steps; 0 = no periodic checkpoints")
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
     resume: bool = Field(True, description="continue from the latest complete checkpoint of the same run")
     upload_checkpoints: bool = Field(False, description="also upload checkpoints to MLflow (background thread)")
     system_metrics_interval_s: float = Field(5.0, gt=0, description="MLflow system metrics sampling interval")
+    num_processes: int = Field(1, ge=1, le=64, description="training processes per node (one per GPU; gloo "
+                               "processes on CPU); > 1 launches torchrun (dagllm/training/launch.py)")
+    num_nodes: int = Field(1, ge=1, le=256, description="nodes; > 1 needs a cluster job's rendezvous "
+                           "(PET_MASTER_ADDR, PET_NODE_RANK: a Kubeflow TrainJob sets them)")
     tiny: TinyModelParams = TinyModelParams()
 
 
