@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from dagllm.params import Params, params_from_dict
+from dagllm.params import RegisterParams, params_from_dict
 from pipelines.containers import run_containers
 
 from ..conftest import small_params
@@ -27,9 +27,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):
     srv.stop()
 
 
-def _params(server: MlflowServer, **sections) -> Params:
+def _params(server: MlflowServer, **sections):
     data = small_params(evaluate={"limit": 6}, **sections)
-    data["register"]["policy"] = Params().register_.policy  # relative: found in the image via DAGLLM_HOME
+    data["register"]["policy"] = RegisterParams().policy  # relative: found in the image via DAGLLM_HOME
     data["mlflow"]["tracking_uri"] = server.url
     return params_from_dict(data)
 
@@ -38,7 +38,7 @@ def test_whole_dag_registers_a_version_from_containers(engine, image: str, serve
     result = run_containers(_params(server), image, tmp_path / "root")
     assert result["registered_version"] == "1"
     client = MlflowClient(tracking_uri=server.url, registry_uri=server.url)
-    name = Params().register_.model_name
+    name = RegisterParams().model_name
     version = client.get_model_version(name, "1")
     assert client.get_model_version_by_alias(name, "champion").version == "1"  # the first version is the champion
     run = client.get_run(version.run_id)

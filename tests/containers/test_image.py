@@ -16,12 +16,12 @@ from ..conftest import REPO
 PROBE = r"""
 import json, pathlib, dagllm
 from dagllm.catalog import default_catalog
-from dagllm.params import Params
+from dagllm.params import RegisterParams
 from dagllm.registry import load_policy
 pkg = pathlib.Path(dagllm.__file__).parent
 files = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc"))
 cat = default_catalog()
-policy = load_policy(Params().register_.policy)
+policy = load_policy(RegisterParams().policy)
 print("PROBE" + json.dumps({"files": files, "cwd": str(pathlib.Path.cwd()), "policy": policy.primary.metric,
                             "tasks": sorted(cat.tasks), "sources": sorted(cat.sources)}))
 """
