@@ -103,10 +103,16 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
             k8s.add_node_selector(task, label_key=key, label_value=value)
         for tol in k.tolerations:
             k8s.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect)
+    # Every pod: the images' non-root user (the compiler adds no privilege escalation, all
+    # capabilities dropped and the RuntimeDefault seccomp profile).
+    k8s.set_security_context(task, run_as_user=k.run_as_user, run_as_group=k.run_as_user, run_as_non_root=True)
+    for secret in k.secrets:  # only the tasks that use a Secret get it
+        if name in secret.tasks:
+            k8s.use_secret_as_env(task, secret_name=secret.name, secret_key_to_env=dict(secret.env))
+    if name == "ingest" and k.mirror_pvc is not None:
+        k8s.mount_pvc(task, pvc_name=k.mirror_pvc, mount_path=k.mirror_mount)
     if name in SERVICE_TASKS:
         task.set_retry(k.retries, backoff_duration=k.retry_backoff, backoff_factor=2)
-        for secret in k.secrets:
-            k8s.use_secret_as_env(task, secret_name=secret.name, secret_key_to_env=dict(secret.env))
         if k.model_pvc is not None:
             k8s.mount_pvc(task, pvc_name=k.model_pvc, mount_path=k.model_mount)
     if name == "train":
@@ -114,8 +120,70 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
         k8s.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=k.shm_size)
 
 
-def compile_pipeline(params: Params, output: Path = DEFAULT_OUTPUT) -> Path:
-    """Compile the DAG to ``output`` (YAML)."""
+class ClusterProfileError(ValueError):
+    """The params would run laptop defaults on a cluster (one message lists every problem)."""
+
+
+def cluster_problems(params: Params) -> list[str]:
+    """What would go wrong on a cluster with these params (empty: ready).
+
+    ``kubeflow.allow_laptop_defaults`` lets a smoke test through on purpose (``sqlite``,
+    ``samples``, ``tiny``).
+    """
+    k, allowed, problems = params.kubeflow, set(params.kubeflow.allow_laptop_defaults), []
+    uri = params.mlflow.tracking_uri
+    if "sqlite" not in allowed and not (uri == "env" or is_url(uri)):
+        problems.append(f"mlflow.tracking_uri={uri!r}: every pod would write its own store; use "
+                        "mlflow.tracking_uri: env (MLFLOW_TRACKING_URI from the dagllm-mlflow Secret at run time)")
+    mirror = params.paths.mirror
+    if "samples" not in allowed and mirror in ("auto", "samples"):
+        problems.append(f"paths.mirror={mirror!r}: a pod has no ../shared/data, so ingest would read the bundled "
+                        f"samples; set kubeflow.mirror_pvc and paths.mirror: {k.mirror_mount}")
+    elif mirror not in ("auto", "samples", "upstream") and not is_url(mirror):
+        if k.mirror_pvc is None or not Path(mirror).is_relative_to(k.mirror_mount):
+            problems.append(f"paths.mirror={mirror!r}: not on a mounted volume; set kubeflow.mirror_pvc and a "
+                            f"paths.mirror under kubeflow.mirror_mount ({k.mirror_mount})")
+    if params.train.model == "tiny":
+        if "tiny" not in allowed:
+            problems.append("train.model='tiny': the toy model would be registered (and could become champion); "
+                            "choose a polyglot-ko preset")
+    elif k.model_pvc is None or params.train.model_path is None \
+            or not Path(params.train.model_path).is_relative_to(k.model_mount):
+        problems.append(f"train.model_path={params.train.model_path!r}: the base weights of {params.train.model} "
+                        f"must be on the model PVC (kubeflow.model_pvc, under {k.model_mount}); nothing downloads "
+                        "in a pod")
+    return problems
+
+
+def check_cluster(params: Params) -> None:
+    """Raise :class:`ClusterProfileError` naming every laptop default left in ``params``."""
+    problems = cluster_problems(params)
+    if problems:
+        raise ClusterProfileError("these params are not for a cluster (apply pipelines/cluster.yaml with "
+                                  "--profile, or list the exception in kubeflow.allow_laptop_defaults):\n  "
+                                  + "\n  ".join(problems))
+
+
+def with_profile(params: Params, profile: Path) -> Params:
+    """``params`` with the partial params mapping of the YAML file ``profile`` merged over it."""
+    import yaml
+
+    from dagllm.params import params_from_dict
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+
+    over = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) or {}
+    if not isinstance(over, dict):
+        raise ClusterProfileError(f"{profile}: a profile is a mapping of params.yaml sections")
+    return params_from_dict(merge(params.to_dict(), over), source=str(profile))
+
+
+def compile_pipeline(params: Params, output: Path = DEFAULT_OUTPUT, cluster: bool = False) -> Path:
+    """Compile the DAG to ``output`` (YAML); ``cluster`` first refuses laptop defaults (:func:`check_cluster`)."""
+    if cluster:
+        check_cluster(params)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(params), package_path=str(output))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dagllm.params import Params
-from pipelines.dagllm_pipeline import PIPELINE_NAME, compile_pipeline, params_json
+from pipelines.dagllm_pipeline import PIPELINE_NAME, check_cluster, compile_pipeline, params_json
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-?A-Za-z]+$")
 
@@ -80,7 +80,7 @@ def _client(host: str, client: Any = None) -> Any:
 def _upload(client: Any, params: Params, version_name: str) -> tuple[str, str]:
     """Compile, upload as a new version (creating the pipeline if needed); returns (pipeline, version) ids."""
     with tempfile.TemporaryDirectory() as tmp:
-        package = str(compile_pipeline(params, Path(tmp) / "dagllm.yaml"))
+        package = str(compile_pipeline(params, Path(tmp) / "dagllm.yaml", cluster=True))
         pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
         if pipeline_id is None:
             # First use: KFP creates the pipeline with a first version named after it; the named
@@ -93,6 +93,7 @@ def _upload(client: Any, params: Params, version_name: str) -> tuple[str, str]:
 
 
 def _prepare(params: Params, host: str, version_name: str | None, client: Any) -> tuple[Any, Submission]:
+    check_cluster(params)  # before any request: laptop defaults never reach the server
     kfp_client = _client(host, client)
     name = version_name or f"{PIPELINE_NAME}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{params.digest()[:8]}"
     pipeline_id, version_id = _upload(kfp_client, params, name)

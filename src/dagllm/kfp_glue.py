@@ -32,7 +32,21 @@ class ConfusionSink(Protocol):
 
 def _params(params_json: str) -> Params:
     offline()
-    return Params.model_validate(json.loads(params_json))
+    data = json.loads(params_json)
+    if data["mlflow"]["tracking_uri"] == "env":
+        data["mlflow"]["tracking_uri"] = _tracking_uri_from_env()
+    return Params.model_validate(data)
+
+
+def _tracking_uri_from_env() -> str:
+    """``mlflow.tracking_uri: env``: the cluster's MLflow URL, from the pod's environment (a Secret)."""
+    import os
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        raise RuntimeError("mlflow.tracking_uri is 'env' but MLFLOW_TRACKING_URI is not set in this pod: give the "
+                           "task the dagllm-mlflow Secret (key uri; kubeflow.secrets in params.yaml)")
+    return uri
 
 
 def _log(metrics: MetricsSink, values: dict[str, Any]) -> None:

@@ -54,11 +54,20 @@ def test_pvc_secrets_and_shm(docs):
         ex = k8s[f"exec-{name}-op"]
         assert [(m["constant"], m["mountPath"]) for m in ex["pvcMount"]] == [("dagllm-models", "/mnt/models")]
         envs = {e["envVar"]: (s["secretName"], e["secretKey"]) for s in ex["secretAsEnv"] for e in s["keyToEnv"]}
-        assert envs["AWS_SECRET_ACCESS_KEY"] == ("dagllm-object-store", "secret_access_key")
         assert envs["MLFLOW_TRACKING_PASSWORD"] == ("dagllm-mlflow", "password")
+        assert envs["MLFLOW_TRACKING_URI"] == ("dagllm-mlflow", "uri")
+        assert not any(e.startswith("AWS_") for e in envs)  # artifacts go through the MLflow proxy
     assert k8s["exec-train-op"]["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm",
                                                         "sizeLimit": "16Gi", "volumeName": "dshm"}]
-    assert set(k8s) == {"exec-train-op", "exec-evaluate-op", "exec-register-op"}  # CPU data tasks: nothing
+    for name in ("ingest", "render", "validate", "decontaminate", "balance"):  # CPU data tasks: no secret, no PVC
+        assert set(k8s[f"exec-{name}-op"]) == {"securityContext"}
+
+
+def test_every_pod_runs_as_the_images_non_root_user(docs):
+    pipeline, k8s = docs
+    assert len(k8s) == len(pipeline["root"]["dag"]["tasks"]) == 8
+    for name, ex in k8s.items():
+        assert ex["securityContext"] == {"runAsUser": "1000", "runAsGroup": "1000", "runAsNonRoot": True}, name
 
 
 def test_retries_caching_display_names(docs):
