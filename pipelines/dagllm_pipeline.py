@@ -9,9 +9,10 @@ Cluster settings come from the ``kubeflow`` section of params.yaml, also at comp
 node selector and tolerations for train and evaluate, the model PVC, Secrets as env, a
 memory-backed /dev/shm for training, retries and caching. kfp.local ignores the Kubernetes part.
 
-Caching: on, except ``ingest`` (the source mirror lives outside the pipeline, so a scheduled
-run must read it again to see new files; the tasks downstream are then cached on their inputs)
-and ``register`` (it changes the MLflow registry and must happen on every run).
+Caching: on, except ``fingerprint`` (it digests the source files and the code, and hands each
+stage its params slice: cached stages key on those, so an unchanged scheduled run is all cache
+hits and a change reruns only the stages that read it, and what follows them) and ``register``
+(it changes the MLflow registry and must happen on every run).
 """
 
 
@@ -27,6 +28,7 @@ from components.stages import (
     balance_op,
     decontaminate_op,
     evaluate_op,
+    fingerprint_op,
     ingest_op,
     register_op,
     render_op,
@@ -42,7 +44,7 @@ DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")
 # Tasks that talk to MLflow (runs, registry): retried, get the credentials, read the model PVC.
 SERVICE_TASKS = ("train", "evaluate", "register")
 GPU_TASKS = ("train", "evaluate")
-NOT_CACHED = ("ingest", "register")
+NOT_CACHED = ("fingerprint", "register")
 
 
 def params_json(params: Params) -> str:
@@ -56,26 +58,31 @@ def build_pipeline(params: Params):
     @dsl.pipeline(name=PIPELINE_NAME, description="Korean instruction tuning, DaG LLM / KIT-19 style: "
                   "ingest, render, validate, decontaminate, balance, train, evaluate, register.")
     def dagllm(params_json: str = default) -> str:
-        ingest = ingest_op(params_json=params_json).set_display_name("ingest sources")
-        render = render_op(params_json=params_json, canonical=ingest.outputs["canonical"])
+        # Each stage gets its own params slice (with the code / source digests) from the
+        # uncached fingerprint step, so a cached stage reruns only when what it reads changed.
+        fp = fingerprint_op(params_json=params_json).set_display_name("fingerprint sources + params")
+        s = fp.outputs
+        ingest = ingest_op(params_json=s["ingest"]).set_display_name("ingest sources")
+        render = render_op(params_json=s["render"], canonical=ingest.outputs["canonical"])
         render.set_display_name("render Korean templates")
-        validate = validate_op(params_json=params_json, canonical=ingest.outputs["canonical"],
+        validate = validate_op(params_json=s["validate"], canonical=ingest.outputs["canonical"],
                                rendered=render.outputs["rendered"])
         validate.set_display_name("validate (great-expectations)")
-        decontaminate = decontaminate_op(params_json=params_json, validated=validate.outputs["validated"],
+        decontaminate = decontaminate_op(params_json=s["decontaminate"], validated=validate.outputs["validated"],
                                          canonical=ingest.outputs["canonical"])
         decontaminate.set_display_name("decontaminate (benchmark overlap)")
-        balance = balance_op(params_json=params_json, records=decontaminate.outputs["decontaminated"])
+        balance = balance_op(params_json=s["balance"], records=decontaminate.outputs["decontaminated"])
         balance.set_display_name("dedup + balance tasks")
-        train = train_op(params_json=params_json, train=balance.outputs["train"]).set_display_name("fine-tune")
-        evaluate = evaluate_op(params_json=params_json, canonical=ingest.outputs["canonical"],
+        train = train_op(params_json=s["train"], train=balance.outputs["train"]).set_display_name("fine-tune")
+        evaluate = evaluate_op(params_json=s["evaluate"], canonical=ingest.outputs["canonical"],
                                model=train.outputs["model"], validation=balance.outputs["validation"])
         evaluate.set_display_name("evaluate (KIT-19 protocol)")
-        register = register_op(params_json=params_json, model=train.outputs["model"],
+        register = register_op(params_json=s["register"], model=train.outputs["model"],
                                eval_report=evaluate.outputs["report"]).set_display_name("register in MLflow")
         # Caching, retries and resources per stage: apply_cluster_settings (register is never cached).
-        tasks = {"ingest": ingest, "render": render, "validate": validate, "decontaminate": decontaminate,
-                 "balance": balance, "train": train, "evaluate": evaluate, "register": register}
+        tasks = {"fingerprint": fp, "ingest": ingest, "render": render, "validate": validate,
+                 "decontaminate": decontaminate, "balance": balance, "train": train, "evaluate": evaluate,
+                 "register": register}
         for name, task in tasks.items():
             apply_cluster_settings(task, name, params.kubeflow)
         return register.outputs["Output"]
@@ -109,7 +116,7 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
     for secret in k.secrets:  # only the tasks that use a Secret get it
         if name in secret.tasks:
             k8s.use_secret_as_env(task, secret_name=secret.name, secret_key_to_env=dict(secret.env))
-    if name == "ingest" and k.mirror_pvc is not None:
+    if name in ("fingerprint", "ingest") and k.mirror_pvc is not None:  # both read the source files
         k8s.mount_pvc(task, pvc_name=k.mirror_pvc, mount_path=k.mirror_mount)
     if name in SERVICE_TASKS:
         task.set_retry(k.retries, backoff_duration=k.retry_backoff, backoff_factor=2)
@@ -205,15 +212,18 @@ def localize(params: Params) -> Params:
     return Params.model_validate(data)
 
 
-def run_local(params: Params, workdir: Path = Path("kfp_local")) -> dict[str, Any]:
+def run_local(params: Params, workdir: Path = Path("kfp_local"), cache: bool = False) -> dict[str, Any]:
     """Run the whole DAG here with ``kfp.local.SubprocessRunner`` (no container, no cluster).
 
+    ``cache``: kfp.local's task cache (in ``workdir/.kfp_cache``), keyed like KFP's on each task's
+    inputs; the cache decisions of the compiled DAG can be seen here.
     Returns the registered version and where kfp.local left the task outputs.
     """
     from kfp import local
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir), raise_on_error=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir), raise_on_error=True,
+               enable_caching=cache)
     task = build_pipeline(localize(params))()
     return {"registered_version": task.output, "pipeline_root": str(workdir)}

@@ -30,12 +30,124 @@ class ConfusionSink(Protocol):
     def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None: ...
 
 
-def _params(params_json: str) -> Params:
+def _params(params_json: str) -> Any:
+    """The params a task body reads: its stage's slice (:func:`fingerprint`) or whole params."""
     offline()
     data = json.loads(params_json)
+    if "stage" in data and "params" in data:
+        return ParamsSlice(data)
     if data["mlflow"]["tracking_uri"] == "env":
         data["mlflow"]["tracking_uri"] = _tracking_uri_from_env()
     return Params.model_validate(data)
+
+
+# --- per-stage params slices and the run's fingerprint (what pipeline caching keys on) -----------
+
+# The params sections each stage reads. Its task gets only these, so a change elsewhere (serve.*,
+# a later stage's settings) leaves its cache key, and everything upstream of the change, alone.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "ingest": ("paths", "fetch", "ingest"),
+    "render": ("render",),
+    "validate": ("validate", "render"),
+    "decontaminate": ("decontaminate",),
+    "balance": ("balance", "validate", "render"),
+    "train": ("train", "mlflow", "kubeflow"),
+    "evaluate": ("evaluate", "mlflow", "register"),
+    "register": ("register", "mlflow"),
+}
+_FIELDS = {(f.alias or name): name for name, f in Params.model_fields.items()}
+
+
+class ParamsSlice:
+    """The sections of one stage's slice, validated by the same models as params.yaml.
+
+    Reading a section that the stage's slice lacks is a KeyError naming the fix
+    (:data:`STAGE_SECTIONS`): a stage can never silently read a default instead of the run's value.
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, attr: str) -> Any:
+        key = next((k for k, n in _FIELDS.items() if n == attr), None)
+        if key is None or attr.startswith("_"):
+            raise AttributeError(attr)
+        if key not in self._data["params"]:
+            raise KeyError(f"stage {self._data['stage']!r} reads params section {key!r}, which its slice lacks: "
+                           "add it to dagllm.kfp_glue.STAGE_SECTIONS")
+        section = dict(self._data["params"][key])
+        if key == "mlflow" and section.get("tracking_uri") == "env":
+            section["tracking_uri"] = _tracking_uri_from_env()
+        return Params.model_fields[attr].annotation.model_validate(section)
+
+    def digest(self) -> str:
+        """The digest of the whole run's params (register records it; only its slice carries it)."""
+        if "digest" not in self._data:
+            raise KeyError(f"stage {self._data['stage']!r}: the params digest is only in register's slice")
+        return str(self._data["digest"])
+
+
+def _tree_digest(root: Path, h: Any) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def code_digest() -> str:
+    """sha256 of the installed dagllm package: code, catalog, templates, eval tasks.
+
+    Part of every slice, so a new image with changed code misses the cache even under the same tag.
+    """
+    h = hashlib.sha256()
+    _tree_digest(Path(__file__).parent, h)
+    return h.hexdigest()
+
+
+def sources_digest(p: Params) -> str:
+    """sha256 of the content of every source file ingest would read (mirror and ingest.local).
+
+    A mirror given as a URL (or ``upstream``) is digested through the catalog's sha256 pins; an
+    unpinned file there has no content to compare, so the digest then changes on every run
+    (ingest is never served stale data from the cache).
+    """
+    import time
+
+    from dagllm.paths import mirror_location
+    from dagllm.stages.ingest import selected_sources
+
+    mirror = mirror_location(p.paths.mirror)
+    h = hashlib.sha256()
+    for src in selected_sources(p.ingest, default_catalog()):
+        for sf in src.files:
+            h.update(f"{src.id}/{sf.path}\0".encode())
+            if isinstance(mirror, Path):
+                f = mirror / sf.path
+                h.update(hashlib.sha256(f.read_bytes()).digest() if f.is_file() else b"absent")
+            else:
+                h.update((sf.sha256 or f"unpinned@{time.time_ns()}").encode())
+    for local in p.ingest.local:
+        root = Path(local.path)
+        if root.is_file():
+            h.update(hashlib.sha256(root.read_bytes()).digest())
+        elif root.is_dir():
+            _tree_digest(root, h)
+    return h.hexdigest()
+
+
+def fingerprint(params_json: str) -> dict[str, str]:
+    """One params slice (JSON) per stage: its sections, the code digest; ingest's adds the sources'
+    content digest and register's the whole params digest (register is never cached)."""
+    data, code = json.loads(params_json), code_digest()
+    p = Params.model_validate(data)  # no secret here: the tracking URI stays as given ("env")
+    out = {}
+    for stage, sections in STAGE_SECTIONS.items():
+        s: dict[str, Any] = {"stage": stage, "code": code, "params": {k: data[k] for k in sections}}
+        if stage == "ingest":
+            s["sources"] = sources_digest(p)
+        if stage == "register":
+            s["digest"] = p.digest()
+        out[stage] = json.dumps(s, sort_keys=True, ensure_ascii=False)
+    return out
 
 
 def _tracking_uri_from_env() -> str:

@@ -345,6 +345,8 @@ class KubeflowParams(_Section):
     retries: int = Field(3, ge=0, le=10, description="retries of the tasks that talk to MLflow")
     retry_backoff: str = Field("60s", pattern=r"^[0-9]+s$")
     experiment: str = Field("dagllm", min_length=1, description="KFP experiment for submit and schedule")
+    namespace: str | None = Field(None, description="KFP profile namespace (multi-user KFP) of the experiment "
+                                  "and runs; the token comes from KFP_TOKEN")
     service_account: str = Field("dagllm-pipeline-runner", min_length=1)
     # --- cluster profile (pipelines/cluster.yaml): what a run on KFP reads besides its image ---
     mirror_pvc: str | None = Field(None, description="existing PVC holding the source mirror, mounted on "

@@ -58,7 +58,7 @@ def test_submit_then_schedule_make_the_right_calls():
         assert second.exit_code == 0, second.output
         # The pipeline and the experiment exist now: a new version, and the same experiment.
         assert _routes(kfp.state.calls) == ["GET /pipelines", "POST /pipelines/upload_version", "GET /experiments",
-                                            "POST /recurringruns"]
+                                            "GET /recurringruns", "POST /recurringruns"]
         (rec,) = kfp.state.recurring.values()
         assert rec["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
         assert rec["max_concurrency"] == "1" or rec["max_concurrency"] == 1
@@ -119,3 +119,28 @@ def test_laptop_defaults_are_refused_before_any_call():
         for key in ("mlflow.tracking_uri='sqlite:///mlflow.db'", "paths.mirror='auto'", "train.model='tiny'"):
             assert key in res.output.replace("\n", "")
         assert kfp.state.calls == []
+
+
+def test_schedule_again_replaces_its_recurring_run():
+    with KfpStandIn() as kfp:
+        args = ("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE)
+        assert _cli(*args, "--cron", "0 3 * * 1", "--version-name", "v1").exit_code == 0
+        assert _cli(*args, "--cron", "0 4 * * 1", "--name", "other", "--version-name", "v2").exit_code == 0
+        (first,) = [r for r in kfp.state.recurring.values() if r["display_name"] == "dagllm-retrain"]
+        again = _cli(*args, "--cron", "0 5 * * 2", "--version-name", "v3")
+        assert again.exit_code == 0, again.output
+        assert f"replaces {first['recurring_run_id']}" in again.output
+        names = sorted(r["display_name"] for r in kfp.state.recurring.values())
+        assert names == ["dagllm-retrain", "other"]  # one of each: replaced, the other schedule untouched
+        (now,) = [r for r in kfp.state.recurring.values() if r["display_name"] == "dagllm-retrain"]
+        assert now["trigger"]["cron_schedule"]["cron"] == "0 0 5 * * 2"
+        assert f"DELETE {API}/recurringruns/{first['recurring_run_id']}" in [f"{c.method} {c.path}" for c in kfp.state.calls]
+
+
+def test_namespace_reaches_the_experiment():
+    with KfpStandIn() as kfp:
+        res = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE,
+                   "kubeflow.namespace=team-ml")
+        assert res.exit_code == 0, res.output
+        (exp,) = kfp.state.experiments.values()
+        assert exp["namespace"] == "team-ml"
