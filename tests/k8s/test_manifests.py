@@ -172,3 +172,35 @@ def test_no_secret_material_in_the_tree():
             text = path.read_text()
             assert not re.search(r"(?i)(secret_access_key|password)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{12,}", text), path
             assert "kind: Secret" not in text, path
+
+
+def test_mlflow_reachable_with_auth_and_one_migration(rendered):
+    """In-cluster clients send Host: mlflow:5000, so every allowed host carries the port; the server
+    runs MLflow's basic-auth app; one Job migrates, each replica waits for it; uploads have room."""
+    _, docs = rendered
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("dagllm-mlflow-config"))
+    hosts = cm["data"]["allowed_hosts"].split(",")
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "mlflow")
+    port = service["spec"]["ports"][0]["port"]
+    assert hosts and all(h.rsplit(":", 1)[-1] == str(port) for h in hosts), hosts
+    assert f"mlflow:{port}" in hosts
+    deploy = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow")
+    pod = deploy["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert "--app-name=basic-auth" in server["args"]
+    env = {e["name"]: e for e in server["env"]}
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "dagllm-mlflow-auth"
+    assert [c["name"] for c in pod.get("initContainers", [])] == ["wait-for-schema"]
+    jobs = [d for d in docs if d["kind"] == "Job" and "upgrade" in d["spec"]["template"]["spec"]["containers"][0]["command"]]
+    assert len(jobs) == 1 and jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["mlflow", "db", "upgrade"]
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert int(tmp["emptyDir"]["sizeLimit"].removesuffix("Gi")) >= 24  # a 5.8b model (11.6 GB) spools here
+
+
+def test_pvcs_name_a_storage_class_and_the_profile_volumes_exist(rendered):
+    _, docs = rendered
+    pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert all(p["spec"].get("storageClassName") for p in pvcs.values()), sorted(pvcs)
+    profile = yaml.safe_load((REPO / "pipelines/cluster.yaml").read_text())
+    params = load_params(REPO / "params.yaml")
+    assert {profile["kubeflow"]["mirror_pvc"], params.kubeflow.model_pvc} <= set(pvcs)
