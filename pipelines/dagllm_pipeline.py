@@ -45,6 +45,7 @@ DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")
 SERVICE_TASKS = ("train", "evaluate", "register")
 GPU_TASKS = ("train", "evaluate")
 NOT_CACHED = ("fingerprint", "register")
+MLFLOW_CLIENT_LABEL = "dagllm.io/mlflow-client"
 
 
 def params_json(params: Params) -> str:
@@ -119,6 +120,8 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
     if name in ("fingerprint", "ingest") and k.mirror_pvc is not None:  # both read the source files
         k8s.mount_pvc(task, pvc_name=k.mirror_pvc, mount_path=k.mirror_mount)
     if name in SERVICE_TASKS:
+        # The label the mlflow-ingress NetworkPolicy admits (k8s/base/networkpolicy.yaml).
+        k8s.add_pod_label(task, label_key=MLFLOW_CLIENT_LABEL, label_value="true")
         task.set_retry(k.retries, backoff_duration=k.retry_backoff, backoff_factor=2)
         if k.model_pvc is not None:
             k8s.mount_pvc(task, pvc_name=k.model_pvc, mount_path=k.model_mount)
