@@ -85,7 +85,9 @@ def mirror_mounts(params: Params) -> list[Any]:
 
     paths = [Path(params.paths.mirror)] if Path(params.paths.mirror).is_absolute() else []
     paths += [Path(x.path).resolve() for x in params.ingest.local]
-    return [docker.types.Mount(target=str(p), source=str(p), type="bind", read_only=True) for p in paths]
+    # A path that does not exist is not mounted: the task then reports it missing, by name.
+    return [docker.types.Mount(target=str(p), source=str(p), type="bind", read_only=True)
+            for p in paths if p.exists()]
 
 
 def run_containers(params: Params, image: str, pipeline_root: Path, network: str = "host",

@@ -289,6 +289,11 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
         cm = confusion_matrix(report_dir / "samples" / f"{task}.jsonl")
         if cm is not None:
             confusion.log_confusion_matrix(*cm)
+        # The matrix lives in the artifact's metadata; a file at its path too, since kfp.local's
+        # cache treats an artifact without a file as missing (the task would never be a cache hit).
+        Path(confusion.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(confusion.path).write_text(json.dumps({"categories": cm[0], "matrix": cm[1]} if cm else {}),
+                                        encoding="utf-8")
 
 
 def register(params_json: str, model_dir: Path, eval_dir: Path, report_path: Path, metrics: MetricsSink) -> str:
