@@ -71,7 +71,7 @@ def test_whole_dag_runs_under_kfp_local(workdir: Path):
     # change to evaluate.* reruns evaluate only (train is reused).
     def executed(**sections) -> set[str]:
         before = {r.name for r in (workdir / "kfp").iterdir()}
-        run_local(params_from_dict(small_params(evaluate={"limit": 6}, **sections)), workdir / "kfp", cache=True)
+        run_local(params_from_dict(small_params(**{"evaluate": {"limit": 6}, **sections})), workdir / "kfp", cache=True)
         (new,) = {r.name for r in (workdir / "kfp").iterdir()} - before
         return {t.name.removesuffix("-op") for t in (workdir / "kfp" / new).iterdir() if t.is_dir()}
 
