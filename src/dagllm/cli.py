@@ -276,7 +276,8 @@ def serve(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
 
 
 ProfileOpt = Annotated[Path | None, typer.Option("--profile", help="partial params file merged over --params "
-                                                  "and the overrides, e.g. pipelines/cluster.yaml (docs/deploy.md)")]
+                                                  "(key=value overrides still win), e.g. pipelines/cluster.yaml "
+                                                  "(docs/deploy.md)")]
 
 
 def _pipeline_params(params: Path, overrides: list[str] | None, profile: Path | None) -> Params:
