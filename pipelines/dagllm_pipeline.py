@@ -99,13 +99,15 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
         name: its stage name (``train``, ``evaluate``, ...).
         k: the ``kubeflow`` section of the params.
     """
-    task.set_container_image(k.images.train if name == "train" else k.images.cpu)
+    gpu = k.gpu.get(name)  # type: ignore[call-overload]
+    wants_gpu = name in GPU_TASKS and gpu is not None and gpu.count > 0
+    # the train image has CUDA torch: train always, evaluate when it asks for a GPU (else CPU torch)
+    task.set_container_image(k.images.train if name == "train" or wants_gpu else k.images.cpu)
     res = k.task_resources(name)
     task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
     task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
     task.set_caching_options(name not in NOT_CACHED)
-    gpu = k.gpu.get(name)  # type: ignore[call-overload]
-    if name in GPU_TASKS and gpu is not None and gpu.count > 0:
+    if wants_gpu:
         task.set_accelerator_type(gpu.accelerator).set_accelerator_limit(gpu.count)
         for key, value in k.node_selector.items():
             k8s.add_node_selector(task, label_key=key, label_value=value)

@@ -145,7 +145,7 @@ def validate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
 
     _stage("validate", params, overrides, lambda p, lay: run_validate(
         p.validate_, p.render.tasks, default_catalog(), lay.canonical, lay.rendered, lay.validation_dir,
-        lay.validated, lay.validation_quarantine))
+        lay.validated, lay.validation_quarantine, p.render.seed))
 
 
 @app.command()
@@ -195,7 +195,8 @@ def evaluate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     from dagllm.stages.evaluate import run_evaluate
 
     _stage("evaluate", params, overrides, lambda p, lay: run_evaluate(
-        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split))
+        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split,
+        raw_dir=lay.raw, preset=p.train.model))
 
 
 @app.command()
@@ -460,3 +461,32 @@ def main() -> None:  # pragma: no cover - console entry point
 
 if __name__ == "__main__":  # `python -m dagllm.cli` for the torchrun / deepspeed launchers
     app()
+
+
+@catalog_app.command("lint")
+def catalog_lint(
+    mirror: Annotated[str, typer.Option(help="where the real rows are: auto (../shared/data when present, "
+                                        "else the bundled samples), samples, none, or a directory in the "
+                                        "mirror layout")] = "auto",
+    rows: Annotated[int, typer.Option(help="real rows read per source file (0 = every row)")] = 200,
+    task: Annotated[list[str] | None, typer.Option(help="lint only this task (repeatable)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
+) -> None:
+    """The Korean lint: render every template on its sample and on real rows, check that each particle
+    after a value agrees with the value's last character (`{이/가}` markers) and that every output gives
+    the answer format its instruction names. Prints a per-task table; exits 1 when a task fails."""
+    from dagllm.lint import lint_catalog, table, to_json
+    from dagllm.paths import resolve_mirror
+
+    where = None if mirror == "none" else resolve_mirror(mirror)
+    try:
+        with console.status(f"linting {len(task) if task else 'every'} task(s) on {where or 'samples only'}"):
+            results = lint_catalog(default_catalog(), where, rows or None, task)
+    except (CatalogError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    out.print(to_json(results) if as_json else table(results), markup=False, highlight=False)
+    bad = [r.task for r in results if not r.ok]
+    if bad:
+        console.print(f"[red]{len(bad)} task(s) fail the Korean lint:[/red] {', '.join(bad)}")
+        raise typer.Exit(1)

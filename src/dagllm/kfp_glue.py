@@ -216,7 +216,7 @@ def validate(params_json: str, canonical_dir: Path, rendered_dir: Path, validate
     p = _params(params_json)
     s, kept = validate_points(read_parquet(canonical_dir / "records.parquet", "ingest"),
                               read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
-                              default_catalog(), report_dir, validated_dir / "quarantine")
+                              default_catalog(), report_dir, validated_dir / "quarantine", p.render.seed)
     _copy_page(report_dir / "docs", "rendered", html_path)
     _log(metrics, {f"{x.point}.{k}": v for x in s.points for k, v in
                    (("passed", sum(e["success"] for e in x.expectations)), ("expectations", len(x.expectations)),
@@ -265,6 +265,14 @@ def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSi
     _log(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})
 
 
+def benchmark_sources(p, catalog, selected) -> list:
+    """The ingested sources that evaluate.tasks score (protocol kit19 reads their files)."""
+    from dagllm.evaluation.protocol import protocol
+
+    wanted = {protocol()[t].source for t in p.evaluate.tasks}
+    return [s for s in selected(p.ingest, catalog) if s.id in wanted]
+
+
 def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Path, report_dir: Path,
              metrics: MetricsSink, table_path: Path | None = None, html_path: Path | None = None,
              confusion: ConfusionSink | None = None) -> None:
@@ -276,9 +284,20 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
     from dagllm.registry import load_policy
     from dagllm.stages.evaluate import run_evaluate
 
+    import tempfile
+
+    from dagllm.paths import mirror_location
+    from dagllm.stages.fetch import run_fetch
+    from dagllm.stages.ingest import selected_sources
+
     p = _params(params_json)
-    s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
-                     model_dir / "train_run.json", report_dir, val_dir / "records.parquet")
+    with tempfile.TemporaryDirectory(prefix="dagllm-raw-") as raw:
+        # protocol kit19 reads the benchmark files themselves (the loaders' documents): fetch them, verified
+        run_fetch(p.fetch, benchmark_sources(p, default_catalog(), selected_sources), mirror_location(p.paths.mirror),
+                  Path(raw), Path(raw) / "fetch.json")
+        s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
+                         model_dir / "train_run.json", report_dir, val_dir / "records.parquet",
+                         raw_dir=Path(raw), preset=p.train.model)
     _log(metrics, {f"{t}.{m}": v for t, ms in s.metrics.items() for m, v in ms.items()})
     for src, dest in ((report_dir / "table.md", table_path), (report_dir / "report.html", html_path)):
         if dest is not None:

@@ -94,12 +94,20 @@ def model_card(name: str, lineage: Lineage, eval_metrics: dict, balance: dict | 
                         [[lic, str(n), f"{n / total:.1%}"] for lic, n in sorted(balance.get("licenses", {}).items())])
     else:
         lines += ["The data mix was not available where this version was registered (reports/balance.json)."]
+    proto = eval_metrics.get("protocol", {})
+    name = {"kit19": "KIT-19 protocol"}.get(proto.get("name"), f"protocol {proto.get('name', '?')}")
+    shots = proto.get("num_fewshot", "?")
     lines += ["", "## Evaluation", "",
-              f"Zero-shot log-likelihood scoring with lm-evaluation-harness {eval_metrics.get('lm_eval_version', '?')} "
-              f"(KIT-19 protocol), {eval_metrics.get('num_fewshot', 0)}-shot.", ""]
+              f"Log-likelihood scoring with lm-evaluation-harness {eval_metrics.get('lm_eval_version', '?')} "
+              f"({name}), {shots}-shot.", ""]
     lines += _table(["task", "metric", "value", "items"],
                     [[t, m, f"{v:.4f}", str(eval_metrics.get("samples", {}).get(t, "?"))]
                      for t, ms in sorted(eval_metrics.get("metrics", {}).items()) for m, v in sorted(ms.items())])
+    not_comparable = {t: c.get("why", []) for t, c in sorted(eval_metrics.get("comparable", {}).items())
+                      if not c.get("comparable")}
+    if not_comparable:
+        lines += ["", "Not comparable with the published KIT-19 table:", ""]
+        lines += [f"- {t}: {'; '.join(why)}" for t, why in not_comparable.items()]
     lines += ["", "## Promotion policy", "", policy_summary, "",
               "## Intended use", "",
               "Research on Korean instruction following: classification-style and short generative tasks phrased "

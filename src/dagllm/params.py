@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
 
@@ -114,6 +114,8 @@ class ValidateParams(_Section):
     hangul: dict[str, HangulBounds] = Field(
         default_factory=lambda: {"default": HangulBounds(min=0.3, max=1.0)},
         description="Hangul ratio bounds keyed by task id or category; 'default' for the rest")
+    max_particle_errors: int = Field(0, ge=0, description="rendered gate: most particles, over all records, "
+                                     "that disagree with the value before them (이/가 after 자전)")
 
     @model_validator(mode="after")
     def _bounds(self) -> ValidateParams:
@@ -236,15 +238,54 @@ EvalTask = Literal["kobest_copa", "kobest_boolq", "kobest_hellaswag", "kobest_se
 class EvaluateParams(_Section):
     tasks: list[EvalTask] = Field(min_length=1, description="benchmark tasks of the KIT-19 protocol "
                                   "(src/dagllm/evaltasks/protocol.yaml)")
+    protocol: Literal["kit19", "dagllm"] = Field("kit19", description="prompts and documents: kit19 = KIT-19's "
+                                                  "(comparable with the published table), dagllm = our readable "
+                                                  "prompts on the canonical rows (docs/evaluation.md)")
     num_fewshot: int = Field(0, ge=0, le=32, description="0 = zero-shot, the KIT-19 protocol; examples come "
                              "from the benchmark source's train split when it was ingested")
-    limit: int | None = Field(None, ge=1, description="score at most this many items per task (the first "
-                              "ones); null = the whole split, as the published numbers")
-    batch_size: int = Field(8, ge=1, le=1024, description="lm-eval batch size (requests per forward pass)")
-    device: str = Field("cpu", description="torch device for lm-eval and the validation loss (cpu, cuda, cuda:0)")
+    limit: int | Literal["auto"] | None = Field("auto", description="score at most this many items per task "
+                                                 "(the first ones); null = the whole split, as the published "
+                                                 "numbers; auto = the preset decides: demo_limit for the tiny "
+                                                 "demo model, the whole split for pretrained presets")
+    demo_limit: int = Field(200, ge=1, description="items per task for limit auto with the tiny preset")
+    batch_size: int | Literal["auto"] = Field(8, description="lm-eval batch size (requests per forward pass); "
+                                              "auto = lm-eval finds the largest that fits (for GPUs; the validation "
+                                              "loss then uses 8)")
+    max_batch_size: int = Field(64, ge=1, le=4096, description="upper bound of batch_size auto (lm-eval "
+                                "halves it on out-of-memory until a batch fits)")
+    device: str = Field("auto", description="torch device for lm-eval and the validation loss: auto = cuda "
+                        "when torch sees a GPU, else cpu; or cpu, cuda, cuda:0")
     seed: int = Field(1234, description="lm-eval seeds and the random reference predictor")
     validation_loss: bool = Field(True, description="also compute the loss per category on the held-out "
                                   "instruction split from balancing")
+
+    @field_validator("limit")
+    @classmethod
+    def _positive_limit(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError("limit must be >= 1, null (whole split) or auto")
+        return v
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_range(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and not 1 <= v <= 1024:
+            raise ValueError("batch_size must be 1..1024 or auto")
+        return v
+
+    def resolved_limit(self, preset: str | None) -> int | None:
+        """The item limit for ``preset`` (``train.model``): auto = demo_limit for tiny, else the whole split."""
+        if self.limit != "auto":
+            return self.limit  # type: ignore[return-value]
+        return self.demo_limit if preset == "tiny" else None
+
+    def resolved_device(self) -> str:
+        """``auto`` -> cuda when torch sees a GPU, else cpu; anything else as given."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class RegisterParams(_Section):

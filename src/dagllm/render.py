@@ -20,6 +20,7 @@ from functools import lru_cache
 from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from dagllm import korean
 from dagllm.catalog import (
     Condition,
     FirstParagraph,
@@ -34,10 +35,21 @@ class RenderError(ValueError):
     """A template failed to render for a record; the message names the task, template and record."""
 
 
+def _mark_value(value) -> str:
+    """Wrap every ``{{ ... }}`` output in the value sentinels (see :mod:`dagllm.korean`)."""
+    text = str(value)
+    if korean.OPEN in text or korean.CLOSE in text:
+        raise ValueError("a value holds U+FDD0/U+FDD1, the noncharacters the renderer reserves to mark "
+                         "where values end; remove them from the source row")
+    return korean.OPEN + text + korean.CLOSE
+
+
 @lru_cache(maxsize=1)
 def environment() -> ImmutableSandboxedEnvironment:
-    # autoescape off: the output is training text, not HTML.
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False)
+    # autoescape off: the output is training text, not HTML. `finalize` marks where each value
+    # ends, so particle markers ({이/가}) are resolved against the value, never inside it.
+    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                                         finalize=_mark_value)
 
 
 @lru_cache(maxsize=8192)
@@ -219,6 +231,24 @@ def _bare_variable(source: str) -> str | None:
     return match.group(1) if match else None
 
 
+_IF = re.compile(r"\{%-?\s*if\b")
+_ENDIF = re.compile(r"\{%-?\s*endif\s*-?%\}")
+
+
+@lru_cache(maxsize=8192)
+def _with_blocks(source: str) -> str:
+    """``source`` with each ``{% if %}...{% endif %}`` wrapped in the block sentinels (probe only)."""
+    return _ENDIF.sub(lambda m: m.group(0) + korean.BLOCK_CLOSE, _IF.sub(lambda m: korean.BLOCK_OPEN + m.group(0), source))
+
+
+def _probe(source: str, variables: dict, where: str, blocks: bool = False) -> str:
+    """Render with the value sentinels kept and the particle markers not yet resolved."""
+    try:
+        return _compile(_with_blocks(source) if blocks else source).render(variables)
+    except (TemplateError, ValueError) as exc:
+        raise RenderError(f"{where} failed: {exc}") from None
+
+
 def _render(source: str, variables: dict, where: str) -> str:
     if not source:
         return ""
@@ -229,9 +259,18 @@ def _render(source: str, variables: dict, where: str) -> str:
             raise RenderError(f"{where} failed: '{name}' is undefined")
         return str(variables[name]).strip()
     try:
-        return _compile(source).render(variables).strip()
-    except TemplateError as exc:
+        return korean.resolve(_probe(source, variables, where)).strip()
+    except korean.ParticleError as exc:
         raise RenderError(f"{where} failed: {exc}") from None
+
+
+def probe_parts(task: Task, template: Template, variables: dict, record_id: str) -> dict[str, str]:
+    """``render_parts`` with every value and ``{% if %}`` block still wrapped in the sentinels and
+    markers unresolved: what the Korean lint and the quality gate read particles from."""
+    where = f"task {task.id}, template {template.id}, record {record_id}"
+    return {part: (_probe(getattr(template, part), variables, f"{where}: {part}", blocks=True)
+                   if getattr(template, part) else "")
+            for part in ("instruction", "input", "output")}
 
 
 def render_parts(task: Task, template: Template, variables: dict, record_id: str) -> dict[str, str]:

@@ -56,8 +56,10 @@ def evaluated(tmp_path_factory, request) -> dict:
         pass
     (wd / "run.json").write_text(json.dumps({"run_id": run.info.run_id}))
     params = EvaluateParams(tasks=TASKS, limit=4, batch_size=8, seed=3)
-    summary = run_evaluate(params, mlf, wd / "canonical.parquet", model, wd / "run.json", wd / "eval", wd / "val.parquet")
-    return {"wd": wd, "summary": summary, "run_id": run.info.run_id, "params": params, "mlflow": mlf}
+    summary = run_evaluate(params, mlf, wd / "canonical.parquet", model, wd / "run.json", wd / "eval", wd / "val.parquet",
+                           raw_dir=mirror)
+    return {"wd": wd, "summary": summary, "run_id": run.info.run_id, "params": params, "mlflow": mlf,
+            "mirror": mirror}
 
 
 def _samples(wd: Path, task: str) -> list[dict]:
@@ -70,12 +72,45 @@ def test_all_tasks_scored_and_ynat_reported_absent(evaluated):
     assert m["missing"] == {"klue_ynat": "no data in this mirror"} == evaluated["summary"].missing
     scored = TASKS[:-1]
     assert m["samples"] == {t: 4 for t in scored} and m["task_versions"] == {t: 1.0 for t in scored}
-    assert m["protocol"] == {"num_fewshot": 0, "limit": 4, "batch_size": 8, "device": "cpu", "seed": 3}
+    assert m["protocol"] == {"name": "kit19", "num_fewshot": 0, "limit": 4, "batch_size": 8, "device": "cpu",
+                             "seed": 3}  # device auto: no GPU here
     assert set(m["metrics"]["kobest_hellaswag"]) == {"acc", "acc_norm", "macro_f1"}
     assert set(m["metrics"]["klue_sts"]) == {"acc", "f1"}
     table = (evaluated["wd"] / "eval/table.md").read_text(encoding="utf-8")
     assert "| klue_ynat | – | 0 | no data in this mirror |" in table
     assert "## kobest_wic (test, 4 of 1,260 items)" in table
+    # limit 4: no number is comparable with the published table, and the report says why
+    for task in scored:
+        n = len((evaluated["wd"] / "eval/data" / f"{task}.jsonl").read_text(encoding="utf-8").splitlines())
+        assert m["comparable"][task] == {"comparable": False, "why": [f"limit 4: 4 of {n:,} items scored"]}
+        assert f"| {task} | no | limit 4: 4 of {n:,} items scored |" in table
+    assert m["comparable"]["klue_ynat"]["why"] == ["not scored: no data in this mirror"]
+
+
+def test_kit19_contexts_in_the_samples(evaluated):
+    """The logged samples carry KIT-19's context of the loader's document (the brackets of WiC kept)."""
+    wic = _samples(evaluated["wd"], "kobest_wic")
+    doc = json.loads((evaluated["wd"] / "eval/data/kobest_wic.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert "[" in doc["context_1"]
+    assert wic[0]["context"] == (f"문장1: {doc['context_1']} 문장2: {doc['context_2']} 두 문장에서 {doc['word']}가 "
+                                 "같은 뜻으로 쓰였나?") and wic[0]["choices"] == ["아니오", "예"]
+    boolq = _samples(evaluated["wd"], "kobest_boolq")[0]
+    assert boolq["context"].endswith(" 답변: ")
+
+
+def test_dagllm_protocol_uses_the_canonical_rows_and_our_prompts(evaluated):
+    wd = evaluated["wd"]
+    params = EvaluateParams(tasks=["kobest_wic", "klue_ynat"], protocol="dagllm", limit=2, validation_loss=False)
+    summary = run_evaluate(params, evaluated["mlflow"], wd / "canonical.parquet", wd / "model", None, wd / "eval_dg")
+    assert summary.samples == {"kobest_wic": 2} and summary.missing == {"klue_ynat": "no data in this mirror"}
+    doc = json.loads((wd / "eval_dg/data/kobest_wic.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert "[" not in doc["context_1"]  # the canonical rows: brackets removed
+    first = json.loads((wd / "eval_dg/samples/kobest_wic.jsonl").read_text(encoding="utf-8").splitlines()[0])
+    assert first["context"].startswith(f"문장 1: {doc['context_1']}\n문장 2: ")
+    m = json.loads((wd / "eval_dg/metrics.json").read_text(encoding="utf-8"))
+    assert m["comparable"]["kobest_wic"]["why"][0].startswith("protocol dagllm")
+    assert (wd / "eval_dg/table.md").read_text(encoding="utf-8").startswith(
+        "# Evaluation: protocol dagllm (our prompts, not KIT-19's)")
 
 
 def test_metrics_agree_with_lm_eval_and_the_samples(evaluated):
@@ -129,6 +164,7 @@ def test_everything_logged_to_the_training_run(evaluated):
         assert key in run.data.metrics, key
     assert run.data.tags["eval.lm_eval_version"] == "0.4.13"
     assert run.data.tags["eval.klue_ynat.status"] == "no data in this mirror"
+    assert run.data.tags["eval.protocol"] == "kit19" and run.data.tags["eval.kobest_copa.comparable"] == "false"
     names = {a.path for a in client.list_artifacts(evaluated["run_id"], "eval")}
     assert {"eval/metrics.json", "eval/table.md", "eval/chart.png", "eval/report.html", "eval/samples"} <= names
     html = (evaluated["wd"] / "eval/report.html").read_text(encoding="utf-8")
@@ -139,13 +175,14 @@ def test_no_task_with_data_is_a_clear_error(evaluated):
     wd = evaluated["wd"]
     with pytest.raises(ValueError, match="none of evaluate.tasks \\(klue_ynat\\) has benchmark rows"):
         run_evaluate(EvaluateParams(tasks=["klue_ynat"]), evaluated["mlflow"], wd / "canonical.parquet",
-                     wd / "model", None, wd / "eval2")
+                     wd / "model", None, wd / "eval2", raw_dir=evaluated["mirror"])
 
 
 def test_few_shot_examples_come_from_the_train_split(evaluated):
     wd = evaluated["wd"]
     params = EvaluateParams(tasks=["kobest_copa", "klue_sts"], num_fewshot=1, limit=2, validation_loss=False)
-    summary = run_evaluate(params, evaluated["mlflow"], wd / "canonical.parquet", wd / "model", None, wd / "eval_fs")
+    summary = run_evaluate(params, evaluated["mlflow"], wd / "canonical.parquet", wd / "model", None, wd / "eval_fs",
+                           raw_dir=evaluated["mirror"])
     m = json.loads((wd / "eval_fs/metrics.json").read_text(encoding="utf-8"))
     assert m["protocol"]["num_fewshot"] == 1 and summary.samples == {"kobest_copa": 2, "klue_sts": 2}
     train = pd.read_parquet(wd / "canonical.parquet").query("source == 'kobest_copa' and split == 'train'")

@@ -78,3 +78,22 @@ def test_whole_dag_runs_under_kfp_local(workdir: Path):
     assert executed() == {"fingerprint", "register"}
     assert executed(serve={"port": 8123}) == {"fingerprint", "register"}
     assert executed(evaluate={"limit": 5}) == {"fingerprint", "evaluate", "register"}
+
+def _image_of(spec: dict, task: str) -> str:
+    comp = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    return spec["deploymentSpec"]["executors"][spec["components"][comp]["executorLabel"]]["container"]["image"]
+
+
+def test_evaluate_runs_in_the_cuda_image_when_it_asks_for_a_gpu(tmp_path: Path):
+    params = load_params(REPO / "params.yaml")
+    images = params.kubeflow.images
+    assert params.kubeflow.gpu["evaluate"].count > 0  # the default asks for a GPU
+    spec = next(yaml.safe_load_all(COMPILED.read_text()))
+    assert _image_of(spec, "evaluate-op") == _image_of(spec, "train-op") == images.train
+    assert _image_of(spec, "ingest-op") == images.cpu
+    data = params.to_dict()
+    data["kubeflow"]["gpu"]["evaluate"]["count"] = 0  # no GPU: the CPU image (CPU torch)
+    cpu_spec = next(yaml.safe_load_all(compile_pipeline(params_from_dict(data), tmp_path / "p.yaml").read_text()))
+    assert _image_of(cpu_spec, "evaluate-op") == images.cpu
+    assert "accelerator" not in json.dumps(cpu_spec["deploymentSpec"]["executors"][
+        cpu_spec["components"][cpu_spec["root"]["dag"]["tasks"]["evaluate-op"]["componentRef"]["name"]]["executorLabel"]])

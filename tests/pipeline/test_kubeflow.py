@@ -96,6 +96,8 @@ def test_images_come_from_params(docs):
     pipeline, _ = docs
     images = {n: e["container"]["image"] for n, e in pipeline["deploymentSpec"]["executors"].items()}
     assert images.pop("exec-train-op") == PARAMS.kubeflow.images.train
+    # evaluate asks for a GPU in params.yaml: it runs in the CUDA (training) image
+    assert PARAMS.kubeflow.gpu["evaluate"].count > 0 and images.pop("exec-evaluate-op") == PARAMS.kubeflow.images.train
     assert set(images.values()) == {PARAMS.kubeflow.images.cpu} == {BASE_IMAGE}
 
 

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from dagllm.catalog import load_catalog
-from dagllm.evaltasks import utils
+from dagllm.evaltasks.dagllm import utils
+from dagllm.evaltasks.kit19 import utils as kit19_utils
 from dagllm.evaluation import metrics as M
 from dagllm.evaluation import protocol as P
 from dagllm.params import EvaluateParams
@@ -28,10 +29,11 @@ def test_every_protocol_entry_loads_with_its_lm_eval_config():
     assert sorted(EvaluateParams.model_fields["tasks"].annotation.__args__[0].__args__) == sorted(TASKS)
     catalog = load_catalog()
     for task, spec in specs.items():
-        cfg = P.lm_eval_config(task)
-        assert cfg["task"] == task and cfg["output_type"] == "multiple_choice"
-        assert cfg["dataset_path"] == "json"  # local files, never a hub dataset
-        assert isinstance(cfg["metadata"]["version"], float)
+        for prompts in ("kit19", "dagllm"):
+            cfg = P.lm_eval_config(task, prompts)
+            assert cfg["task"] == task and cfg["output_type"] == "multiple_choice"
+            assert cfg["dataset_path"] == "json"  # local files, never a hub dataset
+            assert cfg["target_delimiter"] == " " and isinstance(cfg["metadata"]["version"], float)
         files = [f for f in catalog.source(spec.source).files if f.split == spec.split]
         assert len(files) == 1 and files[0].benchmark, f"{task}: {spec.source}/{spec.split} must be a benchmark file"
 
@@ -40,10 +42,22 @@ def test_every_protocol_entry_loads_with_its_lm_eval_config():
     ("kobest_boolq", ["아니오", "예"]), ("kobest_wic", ["아니오", "예"]), ("kobest_sentineg", ["부정", "긍정"]),
     ("klue_sts", ["아니오", "예"]), ("klue_ynat", list(YNAT_TOPICS)),
 ])
-def test_choice_strings(task: str, choices: list[str]):
-    assert P.lm_eval_config(task)["doc_to_choice"] == choices
+def test_choice_strings_of_the_dagllm_prompts(task: str, choices: list[str]):
+    assert P.lm_eval_config(task, "dagllm")["doc_to_choice"] == choices
     assert len(P.protocol()[task].labels) == len(choices)
-    assert P.choice_names(task, len(choices)) == choices
+    assert P.choice_names(task, len(choices), "dagllm") == choices
+
+
+def test_kit19_ynat_choices_are_the_short_names_in_klue_order():
+    short = ["과학", "경제", "사회", "생활", "세계", "스포츠", "정치"]
+    assert P.lm_eval_config("klue_ynat")["doc_to_choice"] == short == kit19_utils.YNAT_CHOICES
+    # label i of KLUE (IT과학, 경제, 사회, 생활문화, ...) is choice i: each short name ends its long one
+    assert all(long.endswith(s) or long.startswith(s) for long, s in zip(YNAT_TOPICS, short, strict=True))
+
+
+def test_unknown_protocol_is_an_error():
+    with pytest.raises(P.ProtocolError, match="unknown protocol 'kit20'; known: kit19, dagllm"):
+        P.lm_eval_config("kobest_copa", "kit20")
 
 
 def test_ynat_labels_are_the_seven_topics_in_choice_order():
@@ -55,7 +69,7 @@ def test_copa_connectors_and_alternatives():
     assert utils.copa_doc_to_text(doc) == "길이 미끄러웠다. 그래서"
     assert utils.copa_doc_to_text({**doc, "question": "원인"}) == "길이 미끄러웠다. 왜냐하면"
     assert utils.copa_doc_to_choice(doc) == ["넘어졌다.", "웃었다."]
-    assert P.choice_names("kobest_copa", 2) == ["choice 1", "choice 2"]
+    assert P.choice_names("kobest_copa", 2, "dagllm") == ["choice 1", "choice 2"]
 
 
 def test_hellaswag_endings_in_label_order():
@@ -71,10 +85,11 @@ def test_metrics_per_task_follow_the_protocol():
         assert "macro_f1" in specs[task].metrics and "f1" not in specs[task].metrics
     # the lm-eval configs aggregate F1 the same way (binary for STS, macro elsewhere)
     # (lm-eval imports utils.py by file path: compare the functions by name)
-    aggregations = {t: next(m["aggregation"] for m in P.lm_eval_config(t)["metric_list"] if m["metric"] == "f1")
-                    for t in TASKS}
-    assert aggregations.pop("klue_sts").__name__ == "binary_f1"
-    assert {a.__name__ for a in aggregations.values()} == {"macro_f1"}
+    for prompts in ("kit19", "dagllm"):
+        aggregations = {t: next(m["aggregation"] for m in P.lm_eval_config(t, prompts)["metric_list"]
+                                if m["metric"] == "f1") for t in TASKS}
+        assert aggregations.pop("klue_sts").__name__ == "binary_f1"
+        assert {a.__name__ for a in aggregations.values()} == {"macro_f1"}
     assert utils.binary_f1([(1, 1), (0, 1), (0, 0), (0, 0)]) == pytest.approx(2 / 3)
     assert utils.macro_f1([(1, 1), (0, 1), (0, 0), (0, 0)]) == pytest.approx((2 / 3 + 4 / 5) / 2)
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 from dagllm.evaluation import protocol as P
 from dagllm.evaluation import report
+from dagllm.stages.evaluate import comparability
 
 
 def _results() -> dict:
@@ -36,11 +37,35 @@ def test_markdown_places_model_beside_references_and_published():
     assert "kit-5.8b on klue_sts equals" not in md
 
 
+def _comparable(r: dict, protocol: str = "kit19", shots: int = 0, limit: int | None = None) -> dict:
+    for task, res in r.items():
+        res["comparable"] = comparability(P.protocol()[task], res, protocol, shots, limit)
+    return r
+
+
 def test_partial_split_is_marked_not_comparable():
     r = _results()
-    r["klue_sts"]["items"] = 10
-    md = report.markdown(r, P.published(), {})
-    assert "Scored 10 of 519 items" in md and "Published figures at chance" not in md
+    r["klue_sts"].update(items=10, split_items=519)
+    md = report.markdown(_comparable(r, limit=10), P.published(), {})
+    assert "| klue_sts | no | limit 10: 10 of 519 items scored |" in md
+    assert "Not comparable with the published figures: limit 10: 10 of 519 items scored." in md
+    assert "Published figures at chance" not in md
+
+
+def test_comparability_per_task_and_why():
+    full = _comparable(_results())
+    assert full["klue_sts"]["comparable"] == {"comparable": True, "why": []}
+    assert full["klue_ynat"]["comparable"] == {"comparable": False, "why": ["not scored: no data in this mirror"]}
+    md = report.markdown(full, P.published(), {})
+    assert md.count("| klue_sts | yes |") == 1 and "| klue_ynat | no | not scored: no data in this mirror |" in md
+    other = _comparable(_results(), protocol="dagllm", shots=5)["klue_sts"]["comparable"]
+    assert not other["comparable"] and len(other["why"]) == 2
+    assert other["why"][0].startswith("protocol dagllm") and other["why"][1] == "5-shot; the published numbers are zero-shot"
+    small = _results()
+    small["klue_sts"].update(items=400, split_items=400)  # a smaller mirror, no limit
+    assert _comparable(small)["klue_sts"]["comparable"]["why"] == ["400 items scored; the published split has 519"]
+    # a limit at or above the split's size scores the whole split
+    assert _comparable(_results(), limit=600)["klue_sts"]["comparable"]["comparable"]
 
 
 def test_chart_and_html_embed(tmp_path: Path):

@@ -5,7 +5,7 @@ from dagllm.modelcard import collect_lineage, model_card
 
 from ..conftest import REPO
 
-EVAL = {"lm_eval_version": "0.4.13", "num_fewshot": 0, "samples": {"kobest_copa": 12},
+EVAL = {"lm_eval_version": "0.4.13", "protocol": {"name": "kit19", "num_fewshot": 0}, "samples": {"kobest_copa": 12},
         "metrics": {"kobest_copa": {"acc": 0.5833, "macro_f1": 0.55}}}
 
 
@@ -35,3 +35,12 @@ def test_card_tables_and_missing_data_mix():
     assert "| CC BY-SA 4.0 | 30 | 75.0% |" in card
     assert "primary kobest_copa.acc" in card and "## Limits" in card
     assert "data mix was not available" in model_card("m", lineage, EVAL, None, "p")
+
+
+def test_card_names_the_protocol_and_what_is_not_comparable():
+    lineage = collect_lineage("p", {}, {}, "r1")
+    assert "(KIT-19 protocol), 0-shot." in model_card("m", lineage, EVAL, None, "p")
+    other = {**EVAL, "protocol": {"name": "dagllm", "num_fewshot": 3},
+             "comparable": {"kobest_copa": {"comparable": False, "why": ["limit 200 of 1000 items"]}}}
+    card = model_card("m", lineage, other, None, "p")
+    assert "(protocol dagllm), 3-shot." in card and "- kobest_copa: limit 200 of 1000 items" in card

@@ -172,3 +172,87 @@ def test_cli_validate_exits_nonzero_and_names_failures(workdir: Path):
     assert "Data Docs:" in result.output
     assert (workdir / "reports/validation/docs/index.html").is_file()
     assert len((workdir / "data/validated/quarantine/rendered.jsonl").read_text().splitlines()) == 6
+
+
+def _wic_batch(catalog, words):
+    from dagllm.params import RenderParams
+    from dagllm.stages.render import render_task
+
+    rows = [(f"w{i}", json.dumps({"word": w, "context_1": f"{w}가 있다.", "context_2": f"{w}를 보았다."},
+                                 ensure_ascii=False), str(i % 2), "kobest_wic", "train", "CC BY-SA 4.0")
+            for i, w in enumerate(words)]
+    canonical = pd.DataFrame([{"id": r[0], "source": r[3], "split": "train", "native_id": r[0], "fields": r[1],
+                               "label": r[2], "license": r[5], "benchmark": False, "file": "f", "line": i + 1}
+                              for i, r in enumerate(rows)], columns=CANONICAL_COLUMNS)
+    records, _ = render_task(catalog.task("kobest_wic_sense"), rows, RenderParams(tasks=["kobest_wic_sense"], seed=7))
+    return canonical, pd.DataFrame(records, columns=RECORD_COLUMNS)
+
+
+def test_rendered_gate_counts_particle_disagreements(tmp_path: Path):
+    """A template writing 가 after any word fails the gate (자전가); the committed one passes it."""
+    catalog = load_catalog()
+    wic = catalog.task("kobest_wic_sense")
+    bad_tpl = wic.templates[0].model_copy(update={"instruction": '두 문장에서 "{{ word }}"가 같은 뜻인가요?'})
+    bad = catalog.model_copy(update={"tasks": {**catalog.tasks, wic.id: wic.model_copy(
+        update={"templates": [bad_tpl]})}})
+    words = ["자전", "무명", "배", "물", "눈", "말"]  # 자전 무명 눈 물 말 take 이: five disagreements
+    params = P.model_copy(update={"min_records_per_task": 1})
+    canonical, records = _wic_batch(bad, words)
+    c, r = tmp_path / "c.parquet", tmp_path / "r.parquet"
+    canonical.to_parquet(c, index=False)
+    records.to_parquet(r, index=False)
+    with pytest.raises(ValidationFailed) as err:
+        run_validate(params, ["kobest_wic_sense"], bad, c, r, tmp_path / "v", tmp_path / "ok.parquet",
+                     tmp_path / "q", render_seed=7)
+    counted = json.loads((tmp_path / "v/particles.json").read_text())
+    assert (counted["errors"], counted["unverified"], counted["records"]) == (5, 0, 6)
+    sums = [e for e in err.value.summary.points[1].expectations
+            if e["expectation"] == "expect_column_sum_to_be_between"]
+    assert [(e["success"], e["observed_value"]) for e in sums] == [(False, 5)]
+    # the same records pass when the threshold allows them; the committed templates give none
+    s, _ = validate_points(canonical, records, params.model_copy(update={"max_particle_errors": 5}),
+                           ["kobest_wic_sense"], bad, tmp_path / "v2", tmp_path / "q2", render_seed=7)
+    assert s.success
+    canonical, records = _wic_batch(catalog, words)
+    s, _ = validate_points(canonical, records, params, ["kobest_wic_sense"], catalog, tmp_path / "v3",
+                           tmp_path / "q3", render_seed=7)
+    assert s.success and json.loads((tmp_path / "v3/particles.json").read_text())["errors"] == 0
+    assert json.loads((tmp_path / "v3/particles.json").read_text())["by_markers"] > 0
+    # a record that is not what its template renders from its row is reported, not checked
+    canonical, records = _wic_batch(bad, words)
+    records.loc[0, "instruction"] = "바뀐 지시문입니다"  # w0: 자전
+    validate_points(canonical, records, params.model_copy(update={"max_particle_errors": 5}), ["kobest_wic_sense"],
+                    bad, tmp_path / "v4", tmp_path / "q4", render_seed=7)
+    counted = json.loads((tmp_path / "v4/particles.json").read_text())
+    assert (counted["unverified"], counted["errors"]) == (1, 4)
+
+
+def test_the_gate_re_renders_group_paired_records_with_the_render_seed(tmp_path: Path):
+    """ParaKQC pairs each sentence with another of its group; the gate re-pairs with render.seed."""
+    from dagllm.params import RenderParams
+    from dagllm.stages.render import render_task
+
+    catalog = load_catalog()
+    task = catalog.task("parakqc_paraphrase")
+    sentences = ["불 좀 꺼 줄래?", "거실 불을 꺼 줘.", "불 끄는 거 잊지 마.", "메일 왔는지 알려 줘.", "새 메일 있어?", "메일함 확인해 줘."]
+    rows = [(f"p{i}", json.dumps({"sentence": s, "topic": "2", "act": "3", "group": str(i // 3)}, ensure_ascii=False),
+             None, "parakqc", "train", "CC BY-SA 4.0") for i, s in enumerate(sentences)]
+    canonical = pd.DataFrame([{"id": r[0], "source": "parakqc", "split": "train", "native_id": r[0], "fields": r[1],
+                               "label": None, "license": r[5], "benchmark": False, "file": "f", "line": i + 1}
+                              for i, r in enumerate(rows)], columns=CANONICAL_COLUMNS)
+    # a template writing 라는 literally is re-rendered per record (one using markers only needs not be)
+    literal = task.templates[0].model_copy(update={"instruction": '"{{ sentence }}"라는 말을 바꿔 쓰세요.',
+                                                   "input": "", "output": "{{ paraphrase }}"})
+    task = task.model_copy(update={"templates": [literal, task.templates[1]]})
+    catalog = catalog.model_copy(update={"tasks": {**catalog.tasks, task.id: task}})
+    records, _ = render_task(task, rows, RenderParams(tasks=[task.id], seed=11, templates_per_record=2))
+    records = pd.DataFrame(records, columns=RECORD_COLUMNS)
+    params = P.model_copy(update={"min_records_per_task": 1})
+    validate_points(canonical, records, params, [task.id], catalog, tmp_path / "v", tmp_path / "q", render_seed=11)
+    counted = json.loads((tmp_path / "v/particles.json").read_text())
+    # every sentence ends in a vowel (줄래, 줘, 마, 있어): 라는 agrees
+    assert (counted["records"], counted["rendered_again"], counted["by_markers"]) == (12, 6, 6)
+    assert (counted["unverified"], counted["errors"]) == (0, 0)
+    # another seed pairs differently: those records are not what the gate renders, so none is vouched for
+    validate_points(canonical, records, params, [task.id], catalog, tmp_path / "w", tmp_path / "q2", render_seed=12)
+    assert json.loads((tmp_path / "w/particles.json").read_text())["unverified"] > 0

@@ -60,6 +60,16 @@ class Template(_Strict):
         "omitted in a task with `labels`, the output rendered once per label",
     )
 
+    @model_validator(mode="after")
+    def _known_particle_markers(self) -> Template:
+        from dagllm import korean  # particle markers ({이/가}) must name a pair the renderer knows
+
+        for part in ("instruction", "input", "output", *(self.choices or [])):
+            text = getattr(self, part, part)
+            for m in korean.MARKER.finditer(text):
+                korean.pair(f"{m.group(1)}/{m.group(2)}")
+        return self
+
 
 class Category(_Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+$")

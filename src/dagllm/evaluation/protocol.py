@@ -1,5 +1,6 @@
-"""The protocol as data: ``evaltasks/protocol.yaml`` (what is scored) next to the lm-eval task
-YAMLs (how a doc becomes a prompt) and ``evaltasks/kit19_published.yaml`` (the published table).
+"""The protocol as data: ``evaltasks/protocol.yaml`` (what is scored), the lm-eval task YAMLs of
+each prompt protocol (``evaltasks/kit19/``: KIT-19's prompts, the default; ``evaltasks/dagllm/``:
+our readable prompts) and ``evaltasks/kit19_published.yaml`` (the published table).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 TASK_DIR = Path(__file__).resolve().parent.parent / "evaltasks"
 NO_DATA = "no data in this mirror"
+PROTOCOLS = ("kit19", "dagllm")
+Protocol = Literal["kit19", "dagllm"]
 
 
 class ProtocolError(ValueError):
@@ -76,8 +79,9 @@ def protocol(path: Path = TASK_DIR / "protocol.yaml") -> dict[str, TaskSpec]:
             specs[name] = TaskSpec.model_validate(entry)
         except ValidationError as exc:
             raise ProtocolError(f"{path}: tasks.{name}: {exc}") from None
-        if not (path.parent / f"{name}.yaml").is_file():
-            raise ProtocolError(f"{path}: tasks.{name} has no lm-eval config {name}.yaml next to it")
+        for prompts in PROTOCOLS:
+            if not (path.parent / prompts / f"{name}.yaml").is_file():
+                raise ProtocolError(f"{path}: tasks.{name} has no lm-eval config {prompts}/{name}.yaml")
     return specs
 
 
@@ -87,16 +91,18 @@ def published(path: Path = TASK_DIR / "kit19_published.yaml") -> Published:
     return _load(path, Published)
 
 
-def lm_eval_config(task: str) -> dict:
-    """The task YAML loaded the way lm-eval loads it (``!function`` resolved)."""
+def lm_eval_config(task: str, prompts: Protocol = "kit19") -> dict:
+    """The task YAML of protocol ``prompts`` loaded the way lm-eval loads it (``!function`` resolved)."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    return load_yaml(TASK_DIR / f"{task}.yaml")
+    if prompts not in PROTOCOLS:
+        raise ProtocolError(f"unknown protocol {prompts!r}; known: {', '.join(PROTOCOLS)}")
+    return load_yaml(TASK_DIR / prompts / f"{task}.yaml")
 
 
-def choice_names(task: str, n_choices: int) -> list[str]:
+def choice_names(task: str, n_choices: int, prompts: Protocol = "kit19") -> list[str]:
     """Printable names of the choices: the YAML's fixed choice strings, else ``choice 1..n``."""
-    choices = lm_eval_config(task).get("doc_to_choice")
+    choices = lm_eval_config(task, prompts).get("doc_to_choice")
     if isinstance(choices, list) and len(choices) == n_choices:
         return [str(c) for c in choices]
     return [f"choice {i + 1}" for i in range(n_choices)]

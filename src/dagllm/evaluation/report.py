@@ -64,10 +64,22 @@ def task_section(task: str, r: dict, pub: Published) -> Section:
     rows += [[f"published: {p}"] + [pct(_published(pub, task, m, p)) for m in r["metrics"]]
              for p in pub.models if task in pub.results]
     notes = list(r.get("flags", []))
-    if r["items"] < r["size"]:
-        notes.append(f"Scored {r['items']} of {r['size']} items (evaluate.limit or a smaller mirror): "
-                     "not comparable with the published figures.")
+    comp = r.get("comparable")
+    if comp is not None and not comp["comparable"]:
+        notes.append("Not comparable with the published figures: " + "; ".join(comp["why"]) + ".")
     return Section(title, header, rows, notes)
+
+
+def comparability_section(results: dict) -> Section:
+    """Per task: is its number comparable with the published one (kit19, zero-shot, full split)?"""
+    rows = []
+    for task, r in results.items():
+        comp = r.get("comparable") or {"comparable": False, "why": ["comparability not computed"]}
+        rows.append([task, "yes" if comp["comparable"] else "no", "; ".join(comp["why"]) or
+                     "protocol kit19, zero-shot, every item of the split, lm-eval log-likelihood scoring"])
+    notes = ["Comparable = KIT-19's prompts on the loaders' documents (protocol kit19), zero-shot, the full "
+             "split, lm-eval's log-likelihood multiple choice (docs/evaluation.md)."]
+    return Section("Comparable with the published table", ["task", "comparable", "why"], rows, notes)
 
 
 def published_equals_constant(results: dict, pub: Published) -> list[str]:
@@ -86,12 +98,13 @@ def published_equals_constant(results: dict, pub: Published) -> list[str]:
 
 
 def sections(results: dict, pub: Published) -> list[Section]:
-    return [summary_section(results, pub)] + [task_section(t, r, pub) for t, r in results.items()]
+    return ([summary_section(results, pub), comparability_section(results)]
+            + [task_section(t, r, pub) for t, r in results.items()])
 
 
 def markdown(results: dict, pub: Published, meta: dict) -> str:
     """The whole report as Markdown."""
-    out = ["# Evaluation: KIT-19 protocol", "", _meta_line(meta), ""]
+    out = [f"# {_title(meta)}", "", _meta_line(meta), ""]
     for s in sections(results, pub):
         out += [f"## {s.title}", "", "| " + " | ".join(s.header) + " |", "|" + " --- |" * len(s.header)]
         out += ["| " + " | ".join(row) + " |" for row in s.rows]
@@ -108,7 +121,7 @@ def html_page(results: dict, pub: Published, meta: dict, chart_png: Path) -> str
     parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>dagllm evaluation</title>",
              "<style>body{font-family:sans-serif}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>",
-             "<h1>Evaluation: KIT-19 protocol</h1>", f"<p>{html.escape(_meta_line(meta))}</p>",
+             f"<h1>{html.escape(_title(meta))}</h1>", f"<p>{html.escape(_meta_line(meta))}</p>",
              f"<img alt='model vs reference predictors vs published' src='data:image/png;base64,{img}'>"]
     for s in sections(results, pub):
         parts.append(f"<h2>{html.escape(s.title)}</h2><table><tr>"
@@ -149,6 +162,12 @@ def chart(results: dict, pub: Published, out: Path) -> Path:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _title(meta: dict) -> str:
+    if meta.get("protocol", "kit19") == "kit19":
+        return "Evaluation: KIT-19 protocol"
+    return f"Evaluation: protocol {meta['protocol']} (our prompts, not KIT-19's)"
 
 
 def _meta_line(meta: dict) -> str:

@@ -9,7 +9,9 @@ Expectations come in two kinds:
 
 - row-level (with ``mostly = 1 - max_bad_fraction``): rows they flag are *quarantined* with the
   reasons into ``<quarantine_dir>/<point>.jsonl`` and the run goes on with the rest;
-- table-level (schema, types, unique ids, row and per-task counts, duplicate rate): no row to blame.
+- table-level (schema, types, unique ids, row and per-task counts, duplicate rate, and at the
+  rendered point the sum of particle disagreements, ``_q_particle_errors``, at most
+  ``max_particle_errors``): no row to blame.
 
 A point fails when any expectation fails or when the quarantined share exceeds
 ``max_bad_fraction``; :class:`ValidationFailed` is raised *after* the Data Docs and summary are
@@ -28,7 +30,8 @@ import pandas as pd
 
 from dagllm.catalog import Catalog
 from dagllm.io import read_parquet, write_json, write_parquet
-from dagllm.params import ValidateParams
+from dagllm.lint import ParticleCount, count_particle_errors
+from dagllm.params import RenderParams, ValidateParams
 from dagllm.quality import hangul_ratios, token_counts
 from dagllm.runtime import offline
 from dagllm.stages.ingest import CANONICAL_COLUMNS
@@ -151,12 +154,14 @@ def _ingested_suite(gx, params: ValidateParams, label_keys: list[str]) -> tuple[
 
 
 def _records_suite(gx, params: ValidateParams, tasks: list[str], label_keys: list[str] | None,
-                   max_per_task: int | None) -> tuple[list, list]:
+                   max_per_task: int | None, particles: bool = False) -> tuple[list, list]:
     E = gx.expectations
     row = _row_level(params)
     extra = ["_q_tokens", "_q_hangul", "_q_hangul_min", "_q_hangul_max", "_q_task_count"]
     if label_keys is not None:
         extra.append("_q_task_label")
+    if particles:
+        extra.append("_q_particle_errors")
     table = [
         E.ExpectTableColumnsToMatchSet(column_set=[*RECORD_COLUMNS, *extra], exact_match=True),
         E.ExpectTableRowCountToBeBetween(min_value=params.min_records_per_task * len(tasks)),
@@ -166,6 +171,9 @@ def _records_suite(gx, params: ValidateParams, tasks: list[str], label_keys: lis
         E.ExpectCompoundColumnsToBeUnique(column_list=["instruction", "input", "output"],
                                           mostly=max(1.0 - params.max_duplicate_fraction, 0.0)),
     ]
+    if particles:  # particles that disagree with the value before them, over all records
+        table.append(E.ExpectColumnSumToBeBetween(column="_q_particle_errors", min_value=0,
+                                                  max_value=params.max_particle_errors))
     rows = [row(E.ExpectColumnValuesToNotBeNull, column=c) for c in ("instruction", "output", "license")]
     rows += [
         row(E.ExpectColumnValueLengthsToBeBetween, column="instruction", min_value=params.min_instruction_chars,
@@ -315,9 +323,25 @@ def _plain(v):
     return v
 
 
+def particle_errors(records: pd.DataFrame, canonical: pd.DataFrame, catalog: Catalog,
+                    seed: int | None) -> ParticleCount:
+    """Per record, the particles that disagree with the value before them (``dagllm.lint``): each
+    record is rendered again from its canonical row, values marked, and its particles read.
+    Records the re-render does not reproduce are counted as ``unverified``."""
+    seed = RenderParams.model_fields["seed"].default if seed is None else seed
+    texts = zip(records["instruction"].tolist(), records["input"].tolist(), records["output"].tolist(), strict=True)
+    recs = zip(records["task"].tolist(), records["template_id"].tolist(), records["record_id"].tolist(), texts,
+               strict=True)
+    return count_particle_errors(recs, canonical, catalog, seed)
+
+
 def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: ValidateParams, tasks: list[str],
-                    catalog: Catalog, out_dir: Path, quarantine_dir: Path) -> tuple[GateSummary, pd.DataFrame]:
+                    catalog: Catalog, out_dir: Path, quarantine_dir: Path,
+                    render_seed: int | None = None) -> tuple[GateSummary, pd.DataFrame]:
     """The ``ingested`` and ``rendered`` points; returns the summary and the rendered rows kept.
+
+    ``render_seed`` (``render.seed``; its default when None) lets the gate render each record again
+    to count particle disagreements (``validate.max_particle_errors``).
 
     Rendered records of a quarantined canonical row are quarantined too (reason
     ``canonical_row_quarantined``), so a bad source row never reaches training.
@@ -332,7 +356,12 @@ def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: Val
             "record": {c: _plain(rendered.at[i, c]) for c in rendered.columns}} for i in np.flatnonzero(orphan)]
     labels = canonical.drop_duplicates("id").set_index("id")["label"]
     rdf, rkeys = prepare_records(rendered[~orphan.to_numpy()], params, labels, allowed_task_labels(catalog, tasks))
-    t, r = _records_suite(gate.gx, params, tasks, rkeys, params.max_records_per_task)
+    particles = particle_errors(rdf, canonical, catalog, render_seed)
+    rdf["_q_particle_errors"] = np.asarray(particles.errors, dtype=np.int64)
+    write_json(Path(out_dir) / "particles.json", {
+        "records": len(rdf), "errors": int(sum(particles.errors)), "per_task": particles.per_task,
+        "rendered_again": particles.rendered, "by_markers": particles.by_markers, "unverified": particles.unverified})
+    t, r = _records_suite(gate.gx, params, tasks, rkeys, params.max_records_per_task, particles=True)
     rendered_summary, kept = gate.run("rendered", rdf, t, r, params, quarantine_dir, pre)
     summary = GateSummary([ingested, rendered_summary])
     write_json(Path(out_dir) / "summary.json", summary.to_dict())
@@ -352,14 +381,14 @@ def validate_balanced(records: pd.DataFrame, params: ValidateParams, tasks: list
 
 
 def run_validate(params: ValidateParams, tasks: list[str], catalog: Catalog, canonical: Path, rendered: Path,
-                 out_dir: Path, validated: Path, quarantine_dir: Path) -> GateSummary:
+                 out_dir: Path, validated: Path, quarantine_dir: Path, render_seed: int | None = None) -> GateSummary:
     """Gate the canonical table and the rendered records; write the kept records to ``validated``.
 
     Raises:
         ValidationFailed: after the reports, Data Docs and quarantine files are written.
     """
     summary, kept = validate_points(read_parquet(canonical, "ingest"), read_parquet(rendered, "render"), params,
-                                    tasks, catalog, out_dir, quarantine_dir)
+                                    tasks, catalog, out_dir, quarantine_dir, render_seed)
     if not summary.success:
         raise ValidationFailed(summary)
     write_parquet(kept, validated)
