@@ -46,6 +46,9 @@ SERVICE_TASKS = ("train", "evaluate", "register")
 GPU_TASKS = ("train", "evaluate")
 NOT_CACHED = ("fingerprint", "register")
 MLFLOW_CLIENT_LABEL = "dagllm.io/mlflow-client"
+# Tasks that read the source files: fingerprint digests them, ingest reads them, evaluate fetches the
+# benchmark sources' files (protocol kit19).
+MIRROR_TASKS = ("fingerprint", "ingest", "evaluate")
 
 
 def params_json(params: Params) -> str:
@@ -119,7 +122,7 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
     for secret in k.secrets:  # only the tasks that use a Secret get it
         if name in secret.tasks:
             k8s.use_secret_as_env(task, secret_name=secret.name, secret_key_to_env=dict(secret.env))
-    if name in ("fingerprint", "ingest") and k.mirror_pvc is not None:  # both read the source files
+    if name in MIRROR_TASKS and k.mirror_pvc is not None:
         k8s.mount_pvc(task, pvc_name=k.mirror_pvc, mount_path=k.mirror_mount)
     if name in SERVICE_TASKS:
         # The label the mlflow-ingress NetworkPolicy admits (k8s/base/networkpolicy.yaml).

@@ -52,7 +52,8 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "decontaminate": ("decontaminate",),
     "balance": ("balance", "validate", "render"),
     "train": ("train", "mlflow", "kubeflow"),
-    "evaluate": ("evaluate", "mlflow", "register"),
+    # evaluate (protocol kit19) also fetches the benchmark sources' files from the mirror
+    "evaluate": ("evaluate", "mlflow", "register", "train", "fetch", "paths", "ingest"),
     "register": ("register", "mlflow"),
 }
 _FIELDS = {(f.alias or name): name for name, f in Params.model_fields.items()}
@@ -103,7 +104,7 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
-def sources_digest(p: Params) -> str:
+def sources_digest(p: Params, only: set[str] | None = None) -> str:
     """sha256 of the content of every source file ingest would read (mirror and ingest.local).
 
     A mirror given as a URL (or ``upstream``) is digested through the catalog's sha256 pins; an
@@ -118,6 +119,8 @@ def sources_digest(p: Params) -> str:
     mirror = mirror_location(p.paths.mirror)
     h = hashlib.sha256()
     for src in selected_sources(p.ingest, default_catalog()):
+        if only is not None and src.id not in only:
+            continue
         for sf in src.files:
             h.update(f"{src.id}/{sf.path}\0".encode())
             if isinstance(mirror, Path):
@@ -125,7 +128,7 @@ def sources_digest(p: Params) -> str:
                 h.update(hashlib.sha256(f.read_bytes()).digest() if f.is_file() else b"absent")
             else:
                 h.update((sf.sha256 or f"unpinned@{time.time_ns()}").encode())
-    for local in p.ingest.local:
+    for local in p.ingest.local if only is None else []:
         root = Path(local.path)
         if root.is_file():
             h.update(hashlib.sha256(root.read_bytes()).digest())
@@ -135,8 +138,11 @@ def sources_digest(p: Params) -> str:
 
 
 def fingerprint(params_json: str) -> dict[str, str]:
-    """One params slice (JSON) per stage: its sections, the code digest; ingest's adds the sources'
-    content digest and register's the whole params digest (register is never cached)."""
+    """One params slice (JSON) per stage: its sections, the code digest; ingest's and evaluate's add
+    the content digest of the source files they read, register's the whole params digest (register
+    is never cached)."""
+    from dagllm.stages.ingest import selected_sources
+
     data, code = json.loads(params_json), code_digest()
     p = Params.model_validate(data)  # no secret here: the tracking URI stays as given ("env")
     out = {}
@@ -144,6 +150,8 @@ def fingerprint(params_json: str) -> dict[str, str]:
         s: dict[str, Any] = {"stage": stage, "code": code, "params": {k: data[k] for k in sections}}
         if stage == "ingest":
             s["sources"] = sources_digest(p)
+        if stage == "evaluate":  # the benchmark files it reads
+            s["sources"] = sources_digest(p, {x.id for x in benchmark_sources(p, default_catalog(), selected_sources)})
         if stage == "register":
             s["digest"] = p.digest()
         out[stage] = json.dumps(s, sort_keys=True, ensure_ascii=False)

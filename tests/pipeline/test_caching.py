@@ -35,17 +35,24 @@ def test_a_change_reaches_only_the_stages_that_read_it():
     assert _changed(base, _slices()) == set()  # deterministic: an unchanged run keys the same
     # register (never cached) records the whole params digest, so it sees every change
     assert _changed(base, _slices(serve={"port": 8123})) == {"register"}  # no cached stage reads serve.*
-    assert _changed(base, _slices(train={"max_steps": 5})) == {"train", "register"}
+    # evaluate reads train.model (the preset's protocol settings); it reruns on a new model anyway
+    assert _changed(base, _slices(train={"max_steps": 5})) == {"train", "evaluate", "register"}
     assert _changed(base, _slices(evaluate={"limit": 3})) == {"evaluate", "register"}
     assert _changed(base, _slices(balance={"seed": 7})) == {"balance", "register"}
     assert _changed(base, _slices(render={"seed": 7})) == {"render", "validate", "balance", "register"}
 
 
-def test_changed_source_content_reaches_ingest_only(mirror_copy: Path):
+@pytest.mark.parametrize(("source", "expected"), [
+    ("nsmc", {"ingest"}),  # training data only
+    ("kobest_copa", {"ingest", "evaluate"}),  # a benchmark source: evaluate reads its files too
+])
+def test_changed_source_content_reaches_the_stages_that_read_it(mirror_copy: Path, source: str, expected: set):
+    from dagllm.catalog import default_catalog
+
     base = _slices(paths={"mirror": str(mirror_copy)})
-    target = next(p for p in sorted(mirror_copy.rglob("*.tsv")))
-    target.write_text(target.read_text(encoding="utf-8") + "\n", encoding="utf-8")
-    assert _changed(base, _slices(paths={"mirror": str(mirror_copy)})) == {"ingest"}
+    target = mirror_copy / default_catalog().source(source).files[0].path
+    target.write_bytes(target.read_bytes() + b"\n")
+    assert _changed(base, _slices(paths={"mirror": str(mirror_copy)})) == expected
 
 
 def test_a_slice_refuses_a_section_it_lacks():
