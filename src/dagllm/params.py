@@ -391,7 +391,7 @@ class KubeflowParams(_Section):
     service_account: str = Field("dagllm-pipeline-runner", min_length=1)
     # --- cluster profile (pipelines/cluster.yaml): what a run on KFP reads besides its image ---
     mirror_pvc: str | None = Field(None, description="existing PVC holding the source mirror, mounted on "
-                                   "ingest at mirror_mount (set paths.mirror to that path)")
+                                   "fingerprint, ingest and evaluate at mirror_mount (set paths.mirror to that path)")
     mirror_mount: str = Field("/mnt/mirror", pattern=r"^/")
     run_as_user: int = Field(1000, ge=1, description="uid (and gid) of every pipeline container; the images' user")
     allow_laptop_defaults: list[Literal["sqlite", "samples", "tiny"]] = Field(
