@@ -78,7 +78,8 @@ def build_pipeline(params: Params):
         balance = balance_op(params_json=s["balance"], records=decontaminate.outputs["decontaminated"])
         balance.set_display_name("dedup + balance tasks")
         train = train_op(params_json=s["train"], train=balance.outputs["train"]).set_display_name("fine-tune")
-        evaluate = evaluate_op(params_json=s["evaluate"], canonical=ingest.outputs["canonical"],
+        # benchmark rows the gate kept (validated/canonical.parquet), never the pre-gate table
+        evaluate = evaluate_op(params_json=s["evaluate"], canonical=validate.outputs["validated"],
                                model=train.outputs["model"], validation=balance.outputs["validation"])
         evaluate.set_display_name("evaluate (KIT-19 protocol)")
         register = register_op(params_json=s["register"], model=train.outputs["model"],

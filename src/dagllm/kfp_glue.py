@@ -36,9 +36,17 @@ def _params(params_json: str) -> Any:
     data = json.loads(params_json)
     if "stage" in data and "params" in data:
         return ParamsSlice(data)
+    from dagllm.teamdata import resolve
+
     if data["mlflow"]["tracking_uri"] == "env":
         data["mlflow"]["tracking_uri"] = _tracking_uri_from_env()
-    return Params.model_validate(data)
+    return resolve(Params.model_validate(data), check_files=False)[0]
+
+
+def _catalog(p: Any):
+    from dagllm.teamdata import with_local
+
+    return with_local(default_catalog(), p)
 
 
 # --- per-stage params slices and the run's fingerprint (what pipeline caching keys on) -----------
@@ -47,8 +55,9 @@ def _params(params_json: str) -> Any:
 # a later stage's settings) leaves its cache key, and everything upstream of the change, alone.
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "ingest": ("paths", "fetch", "ingest"),
-    "render": ("render",),
-    "validate": ("validate", "render"),
+    # render and validate read ingest.local too (a team's own sources and their tasks: teamdata)
+    "render": ("render", "ingest"),
+    "validate": ("validate", "render", "ingest"),
     "decontaminate": ("decontaminate",),
     "balance": ("balance", "validate", "render"),
     "train": ("train", "mlflow", "kubeflow"),
@@ -118,7 +127,7 @@ def sources_digest(p: Params, only: set[str] | None = None) -> str:
 
     mirror = mirror_location(p.paths.mirror)
     h = hashlib.sha256()
-    for src in selected_sources(p.ingest, default_catalog()):
+    for src in selected_sources(p.ingest, _catalog(p)):
         if only is not None and src.id not in only:
             continue
         for sf in src.files:
@@ -143,8 +152,12 @@ def fingerprint(params_json: str) -> dict[str, str]:
     is never cached)."""
     from dagllm.stages.ingest import selected_sources
 
-    data, code = json.loads(params_json), code_digest()
-    p = Params.model_validate(data)  # no secret here: the tracking URI stays as given ("env")
+    from dagllm.teamdata import resolve
+
+    # resolved as the stages would (a team's tasks join render.tasks); no secret here, so the
+    # tracking URI stays as given ("env")
+    p = resolve(Params.model_validate(json.loads(params_json)), check_files=False)[0]
+    data, code = p.to_dict(), code_digest()
     out = {}
     for stage, sections in STAGE_SECTIONS.items():
         s: dict[str, Any] = {"stage": stage, "code": code, "params": {k: data[k] for k in sections}}
@@ -191,7 +204,7 @@ def ingest(params_json: str, out_dir: Path, metrics: MetricsSink) -> None:
     from dagllm.stages.ingest import run_ingest
 
     p = _params(params_json)
-    cat = default_catalog()
+    cat = _catalog(p)
     with tempfile.TemporaryDirectory(prefix="dagllm-raw-") as raw:
         run_fetch(p.fetch, selected_sources(p.ingest, cat), mirror_location(p.paths.mirror),
                   Path(raw), out_dir / "fetch.json")
@@ -204,7 +217,7 @@ def render(params_json: str, canonical_dir: Path, out_dir: Path, metrics: Metric
     from dagllm.stages.render import run_render
 
     p = _params(params_json)
-    s = run_render(p.render, default_catalog(), canonical_dir / "records.parquet", out_dir / "records.parquet",
+    s = run_render(p.render, _catalog(p), canonical_dir / "records.parquet", out_dir / "records.parquet",
                    out_dir / "render.json")
     _log(metrics, {"records": s.records, **{f"task.{t}": n for t, n in s.per_task.items()}})
 
@@ -224,7 +237,8 @@ def validate(params_json: str, canonical_dir: Path, rendered_dir: Path, validate
     p = _params(params_json)
     s, kept = validate_points(read_parquet(canonical_dir / "records.parquet", "ingest"),
                               read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
-                              default_catalog(), report_dir, validated_dir / "quarantine", p.render.seed)
+                              _catalog(p), report_dir, validated_dir / "quarantine", p.render.seed,
+                              validated_dir / "canonical.parquet")
     _copy_page(report_dir / "docs", "rendered", html_path)
     _log(metrics, {f"{x.point}.{k}": v for x in s.points for k, v in
                    (("passed", sum(e["success"] for e in x.expectations)), ("expectations", len(x.expectations)),
@@ -239,7 +253,8 @@ def decontaminate(params_json: str, validated_dir: Path, canonical_dir: Path, ou
     from dagllm.stages.decontaminate import run_decontaminate
 
     p = _params(params_json)
-    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", canonical_dir / "records.parquet",
+    # benchmark items from the gate's kept canonical rows (canonical_dir only orders the DAG)
+    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", validated_dir / "canonical.parquet",
                           out_dir / "records.parquet", out_dir / "decontamination.json")
     _log(metrics, {"records": s.records, "kept": s.kept, "dropped": s.dropped,
                    **{f"from.{k}": v for k, v in s.by_benchmark_source.items()}})
@@ -264,10 +279,10 @@ def balance(params_json: str, records_dir: Path, train_dir: Path, val_dir: Path,
 
 
 def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSink) -> None:
-    from dagllm.stages.train import run_train
+    from dagllm.training.launch import train as run_train, train_params_for_task
 
     p = _params(params_json)
-    s = run_train(p.train, p.mlflow, train_dir / "records.parquet", _model_files_for(p, model_dir),
+    s = run_train(train_params_for_task(p), p.mlflow, train_dir / "records.parquet", _model_files_for(p, model_dir),
                   model_dir / "train_run.json", model_dir / "train_metrics.json", model_dir / "train_loss.csv",
                   pipeline_run="kfp")
     _log(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})
@@ -303,7 +318,8 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
         # protocol kit19 reads the benchmark files themselves (the loaders' documents): fetch them, verified
         run_fetch(p.fetch, benchmark_sources(p, default_catalog(), selected_sources), mirror_location(p.paths.mirror),
                   Path(raw), Path(raw) / "fetch.json")
-        s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
+        # canonical_dir is the validate step's output: canonical.parquet holds the benchmark rows the gate kept
+        s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "canonical.parquet", model_files(model_dir),
                          model_dir / "train_run.json", report_dir, val_dir / "records.parquet",
                          raw_dir=Path(raw), preset=p.train.model)
     _log(metrics, {f"{t}.{m}": v for t, ms in s.metrics.items() for m, v in ms.items()})

@@ -24,7 +24,8 @@ class ParamsError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML `true` is not an integer, `1` is not a string; only int -> float is converted.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PathsParams(_Section):
@@ -50,6 +51,17 @@ class LocalSource(_Section):
     license: str = Field(min_length=1, description="carried by every record of this source")
     split: Literal["train", "validation", "test"] = "train"
     benchmark: bool = Field(False, description="an evaluation file: never rendered for training")
+    tasks: list[str] = Field(default_factory=list, description="the tasks this file feeds: catalog task ids "
+                             "(`dagllm catalog ls`) or ids defined in `task_files`; rendered like catalog tasks")
+    task_files: list[str] = Field(default_factory=list, description="task YAMLs in the catalog's shape "
+                                  "(src/dagllm/catalog/tasks/*.yaml) defining new tasks fed by this file")
+
+    @model_validator(mode="after")
+    def _feeds_a_task(self) -> LocalSource:
+        if not self.benchmark and not self.tasks:
+            raise ValueError(f"local source {self.id!r} feeds no task: name its task(s) in `tasks` (a catalog "
+                             "task id, or one defined in `task_files`), or set benchmark: true")
+        return self
 
 
 class IngestParams(_Section):
@@ -177,14 +189,22 @@ class BalanceParams(_Section):
 class DecontaminateParams(_Section):
     """n-gram overlap between training records and every evaluation (benchmark) item."""
 
-    ngram_chars: int = Field(8, ge=3, le=64, description="character n-gram length, counted after removing "
-                             "whitespace (Korean spacing varies; a syllable carries a morpheme's worth)")
+    ngram_chars: int = Field(5, ge=3, le=64, description="character n-gram length, counted on letters and "
+                             "digits only (spacing and punctuation vary between copies; a syllable carries "
+                             "a morpheme's worth)")
     threshold: float = Field(0.6, gt=0, le=1, description="drop a record holding at least this share of "
                              "one benchmark text's n-grams; exact copies are always dropped")
+    edit_similarity: float = Field(0.8, gt=0, le=1, description="a benchmark text also counts as present when "
+                                   "its best-aligned stretch of the record is this similar (rapidfuzz "
+                                   "partial ratio: one word replaced in a short sentence stays above 0.8)")
     min_piece_chars: int = Field(5, ge=1, description="benchmark fields shorter than this (labels such as "
                                  "원인/결과, scores, single words) are not part of an item's text")
-    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (without whitespace) is "
+    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (letters and digits) is "
                                 "also matched on its own; shorter fields only as part of their whole item")
+    unit_fields: dict[str, list[str]] = Field(
+        default_factory=lambda: {"kobest_sentineg": ["text", "text_origin"]},
+        description="benchmark source -> fields matched on their own whatever their length (the scored "
+        "sentence of single-sentence benchmarks, most of them shorter than min_unit_chars)")
 
 
 class TinyModelParams(_Section):
@@ -213,21 +233,27 @@ class TrainParams(_Section):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(8, ge=1, description="rows per device and micro-step (packed rows when packing)")
     grad_accum: int = Field(1, ge=1)
-    max_seq_len: int = Field(256, ge=16)
+    max_seq_len: int | None = Field(None, ge=16, description="tokens per row; null = the preset's (tiny 256, "
+                                    "Polyglot-Ko 2048)")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="linear warmup, then cosine decay")
     log_every: int = Field(5, ge=1)
     packing: bool = Field(True, description="several examples per row, attention kept within each example")
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
-        "sdpa", description="flash_attention_2 needs a GPU and the flash-attn package")
+    attn_implementation: Literal["auto", "flex_attention", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="auto = flex_attention (document block mask) on GPUs when packing, else sdpa; "
+        "flash_attention_2 needs the flash-attn package (no wheel on PyPI)")
     deepspeed: Literal["zero2", "zero3", "zero3_offload"] | None = Field(
         "zero2", description="DeepSpeed config (dagllm/training/deepspeed/NAME.json); null = plain transformers")
     bf16: Literal["auto", "true", "false"] = Field("auto", description="auto = when the GPU supports it")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = Field(None, description="null = the preset's (on for 5.8b)")
     save_every: int = Field(10, ge=0, description="checkpoint every N steps; 0 = no periodic checkpoints")
     keep_checkpoints: int = Field(2, ge=1, description="newest checkpoints kept on disk")
     resume: bool = Field(True, description="continue from the latest complete checkpoint of the same run")
     upload_checkpoints: bool = Field(False, description="also upload checkpoints to MLflow (background thread)")
     system_metrics_interval_s: float = Field(5.0, gt=0, description="MLflow system metrics sampling interval")
+    num_processes: int = Field(1, ge=1, le=64, description="training processes per node (one per GPU; gloo "
+                               "processes on CPU); > 1 launches torchrun (dagllm/training/launch.py)")
+    num_nodes: int = Field(1, ge=1, le=256, description="nodes; > 1 needs a cluster job's rendezvous "
+                           "(PET_MASTER_ADDR, PET_NODE_RANK: a Kubeflow TrainJob sets them)")
     tiny: TinyModelParams = TinyModelParams()
 
 
@@ -448,7 +474,7 @@ class Params(_Section):
     kubeflow: KubeflowParams = KubeflowParams()
     serve: ServeParams = ServeParams()
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the YAML key names (``validate``, not ``validate_``)."""

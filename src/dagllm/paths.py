@@ -79,6 +79,11 @@ class Layout:
         return self.data / "validated" / "records.parquet"
 
     @property
+    def validated_canonical(self) -> Path:
+        """The canonical rows the ingested gate kept (decontamination and evaluation read these)."""
+        return self.data / "validated" / "canonical.parquet"
+
+    @property
     def validation_quarantine(self) -> Path:
         return self.data / "validated" / "quarantine"
 

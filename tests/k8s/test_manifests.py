@@ -61,7 +61,7 @@ def test_schemas(rendered):
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "Service", "PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding",
-            "NetworkPolicy", "PyTorchJob", "ConfigMap"} <= kinds, name
+            "NetworkPolicy", "ConfigMap"} <= kinds, name
 
 
 def test_schema_check_can_fail():
@@ -127,26 +127,17 @@ def test_workloads_use_the_pinned_project_images(rendered):
     images = load_params(REPO / "params.yaml").kubeflow.images
     by_where = {where: [c["image"] for c in t["spec"]["containers"]] for d in docs for where, t in _pod_templates(d)}
     assert by_where["Deployment/mlflow"] == [images.cpu]
-    assert all(imgs == [images.train] for w, imgs in by_where.items() if w.startswith("PyTorchJob/"))
 
 
-def test_training_job_is_consistent(rendered):
-    """DeepSpeed launcher per node; GPUs per node in the env equal the GPU limit; PVC and shm mounted."""
-    _, docs = rendered
-    job = next(d for d in docs if d["kind"] == "PyTorchJob")
-    for role, spec in job["spec"]["pytorchReplicaSpecs"].items():
-        pod = spec["template"]["spec"]
-        c = pod["containers"][0]
-        env = {e["name"]: e.get("value") for e in c["env"]}
-        assert c["name"] == "pytorch" and "deepspeed --no_ssh" in c["args"][0], role
-        assert env["GPUS_PER_NODE"] == c["resources"]["limits"]["nvidia.com/gpu"], role
-        nodes = sum(s["replicas"] for s in job["spec"]["pytorchReplicaSpecs"].values())
-        assert env["NUM_NODES"] == str(nodes), role
-        mounts = {m["mountPath"] for m in c["volumeMounts"]}
-        assert {"/mnt/models", "/dev/shm"} <= mounts
-        vols = {v["name"]: v for v in pod["volumes"]}
-        assert vols["dshm"]["emptyDir"]["medium"] == "Memory"
-        assert vols["models"]["persistentVolumeClaim"]["claimName"] == load_params(REPO / "params.yaml").kubeflow.model_pvc
+def test_applying_an_overlay_starts_no_gpu_pods(rendered):
+    """Training is started by the pipeline's train step only; nothing rendered asks for a GPU."""
+    name, docs = rendered
+    assert not [d for d in docs if d["apiVersion"].startswith(("kubeflow.org/", "trainer.kubeflow.org/"))], name
+    for d in docs:
+        for where, tmpl in _pod_templates(d):
+            for c in tmpl["spec"]["containers"]:
+                for kind in ("requests", "limits"):
+                    assert not any("gpu" in k for k in c.get("resources", {}).get(kind, {})), (name, where)
 
 
 def test_secret_references_are_documented(rendered):

@@ -38,7 +38,8 @@ def test_compiled_spec_wiring_and_defaults():
     assert sorted(tasks["decontaminate-op"]["dependentTasks"]) == ["fingerprint-op", "ingest-op", "validate-op"]
     evaluate_inputs = tasks["evaluate-op"]["inputs"]["artifacts"]
     assert evaluate_inputs["model"]["taskOutputArtifact"]["producerTask"] == "train-op"
-    assert evaluate_inputs["canonical"]["taskOutputArtifact"]["producerTask"] == "ingest-op"
+    # benchmark rows the gate kept (issue 14): the validate step's output, not the pre-gate table
+    assert evaluate_inputs["canonical"]["taskOutputArtifact"]["producerTask"] == "validate-op"
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert len(images) == 2 and not any(i.endswith(":latest") for i in images)  # CPU image + training image
 

@@ -1,7 +1,7 @@
 """Validation loss per category on the held-out instruction split from balancing.
 
 The records go through the training prompt wrapper and the training encoder
-(:func:`dagllm.stages.train.encode_example`: loss on response tokens only), so the numbers are
+(:func:`dagllm.training.encoding.encode_example`: loss on response tokens only), so the numbers are
 the training objective on unseen records, split by task category.
 """
 
@@ -28,7 +28,7 @@ def validation_loss(model_dir: Path, records: pd.DataFrame, batch_size: int, dev
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dagllm.stages.train import encode_example, pad_collate
+    from dagllm.training.encoding import encode_example, pad_collate
 
     if records.empty:
         return {}

@@ -25,12 +25,14 @@ import pandas as pd
 
 from dagllm.io import read_parquet, sha256_file, write_json
 from dagllm.params import MlflowParams, TrainParams
-from dagllm.prompt import build_prompt
 from dagllm.runtime import offline
-from dagllm.training.packing import IGNORE, PackedCollator, PaddedCollator, pack_examples
+from dagllm.training.encoding import IGNORE, encode_example, encode_frame, pad_collate, texts_of
+from dagllm.training.packing import PackedCollator, PaddedCollator, pack_examples
 from dagllm.training.presets import build_tiny_model, train_tokenizer
 
-__all__ = ["IGNORE", "TrainSummary", "build_model", "encode_example", "pad_collate", "run_train", "train_tokenizer"]
+# the encoding lives in dagllm.training.encoding; re-exported for existing callers
+__all__ = ["IGNORE", "TrainSummary", "build_model", "encode_example", "encode_frame", "pad_collate", "run_train",
+           "texts_of", "train_tokenizer"]
 
 
 @dataclass
@@ -61,30 +63,6 @@ def build_model(params: TrainParams, tokenizer):
     return build_tiny_model(params, tokenizer)
 
 
-def pad_collate(tokenizer):
-    """The padded collator for ``tokenizer`` (one example per row)."""
-    return PaddedCollator(tokenizer.pad_token_id)
-
-
-def encode_example(tokenizer, instruction: str, input_text: str, output: str, max_len: int) -> dict:
-    """Token ids with labels masked (-100) on the prompt; truncated to ``max_len``."""
-    prompt_ids = tokenizer(build_prompt(instruction, input_text), add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(output, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    ids = (prompt_ids + answer_ids)[:max_len]
-    labels = ([IGNORE] * len(prompt_ids) + answer_ids)[:max_len]
-    return {"input_ids": ids, "labels": labels}
-
-
-def texts_of(df: pd.DataFrame) -> list[str]:
-    """Full prompt + response texts (what the ``tiny`` tokenizer is trained on)."""
-    return [build_prompt(r.instruction, r.input) + r.output for r in df.itertuples(index=False)]
-
-
-def encode_frame(df: pd.DataFrame, tokenizer, max_len: int) -> list[dict]:
-    """Every record of ``df`` encoded with :func:`encode_example`."""
-    return [encode_example(tokenizer, r.instruction, r.input, r.output, max_len) for r in df.itertuples(index=False)]
-
-
 def training_arguments(params: TrainParams, output_dir: Path, device: str = "auto"):
     """The ``TrainingArguments`` for ``params`` (DeepSpeed config included when chosen).
 
@@ -97,9 +75,10 @@ def training_arguments(params: TrainParams, output_dir: Path, device: str = "aut
     from transformers import TrainingArguments
 
     from dagllm.training.distributed import deepspeed_config
+    from dagllm.training.presets import use_bf16
 
     cuda = torch.cuda.is_available() and device != "cpu"
-    bf16 = params.bf16 == "true" or (params.bf16 == "auto" and cuda and torch.cuda.is_bf16_supported())
+    bf16 = use_bf16(params, cuda)
     return TrainingArguments(
         output_dir=str(output_dir), max_steps=params.max_steps or -1, num_train_epochs=params.num_epochs,
         per_device_train_batch_size=params.batch_size, gradient_accumulation_steps=params.grad_accum,
@@ -136,9 +115,10 @@ def run_train(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
     from transformers import set_seed
 
     from dagllm.training import checkpoints, distributed
-    from dagllm.training.presets import load_model_and_tokenizer
+    from dagllm.training.presets import load_model_and_tokenizer, resolve
 
     offline()
+    params = resolve(params)  # the preset's sequence length, checkpointing and attention where unset
     set_seed(params.seed)
     df = read_parquet(train_path, "balance")
     if df.empty:
@@ -155,6 +135,8 @@ def run_train(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
         dataset, collator, efficiency = examples, PaddedCollator(tokenizer.pad_token_id), 0.0
     ckpt_dir = checkpoint_dir or model_dir.parent / "checkpoints"
     key = checkpoints.run_key(params, data_sha)
+    if distributed.world_size() > 1:
+        distributed.init_process_group()  # binds the GPU before the first collective
     resume_from, run_id = checkpoints.prepare(ckpt_dir, key, params.resume) if distributed.rank() == 0 else (None, None)
     if distributed.world_size() > 1:
         resume_from = _broadcast_resume(resume_from)
@@ -167,11 +149,8 @@ def run_train(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
 
 def _broadcast_resume(resume_from: Path | None) -> Path | None:
     """Every rank resumes from the checkpoint rank 0 chose (rank 0 alone touches the folder)."""
-    import torch
     import torch.distributed as dist
 
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     box = [str(resume_from) if resume_from else None]
     dist.broadcast_object_list(box, src=0)
     return Path(box[0]) if box[0] else None
@@ -187,7 +166,7 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
     from dagllm.training.tracking import CheckpointUploader, MlflowMetrics
 
     main = distributed.rank() == 0
-    experiment_id = configure(mlflow_params)
+    experiment_id = configure(mlflow_params) if main else ""  # one rank creates the experiment and the run
     mlflow.set_system_metrics_sampling_interval(params.system_metrics_interval_s)
     run = mlflow.start_run(run_id=run_id, experiment_id=None if run_id else experiment_id, run_name="train",
                            log_system_metrics=True) if main else None

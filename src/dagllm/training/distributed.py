@@ -54,6 +54,29 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def local_rank() -> int:
+    """This process's rank on its node (0 outside a launcher)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def init_process_group() -> None:
+    """Join the launcher's process group: NCCL on GPUs (after binding ``cuda:LOCAL_RANK``), else gloo.
+
+    The device is bound before the first collective: otherwise NCCL puts every rank of a node on
+    cuda:0 ("Duplicate GPU detected"). transformers, accelerate and DeepSpeed reuse this group.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank())
+        dist.init_process_group(backend="nccl", device_id=torch.device("cuda", local_rank()))
+    else:
+        dist.init_process_group(backend="gloo")
+
+
 @contextmanager
 def single_process_env() -> Iterator[None]:
     """Within the block, a world of one for DeepSpeed when no launcher set one up (loopback, free port).
@@ -94,15 +117,15 @@ def deepspeed_session() -> Iterator[None]:
 
 
 def skip_cpu_shm_comm() -> None:
-    """Do not JIT-build DeepSpeed's CPU shared-memory all-reduce for a CPU world of one.
+    """Do not JIT-build DeepSpeed's CPU shared-memory all-reduce on CPU.
 
     DeepSpeed compiles that op (25-100 s on 2 cores) whenever its torch backend starts on CPU; it
-    only speeds up all-reduce between several processes of one node, so a single CPU process
-    (the tests, a laptop) has no use for it. Multi-process and GPU runs are left untouched.
+    only speeds up all-reduce between processes of one node, and CPU training here is the twin of
+    the GPU path (tests, a laptop): gloo's all-reduce does. GPU runs are left untouched.
     """
     import torch
 
-    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) != 1:
+    if torch.cuda.is_available():
         return
     import deepspeed.ops
 

@@ -5,7 +5,7 @@ it lacks), repeats the training rows (fresh ids) until the selected tasks yield 
 then times (a) a baseline pass that only reads the canonical table and decodes every row's fields
 and (b) ``run_render`` itself (templates, choices, Parquet and both JSONL exports).
 
-    .venv/bin/python benchmarks/render_100k.py [--target 100000]
+    .venv/bin/python bench/render_100k.py [--target 100000]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Peak memory and time of logging a model to MLflow: by path (dagllm) vs loaded into memory.
 
-Usage: .venv/bin/python benchmarks/log_model_memory.py [--hidden 768 --layers 12]
+Usage: .venv/bin/python bench/log_model_memory.py [--hidden 768 --layers 12]
 
 Builds a GPT-NeoX of the given shape (Polyglot-Ko vocabulary, 30,080), saves it to a temporary
 folder, then logs it to a fresh SQLite store in one child process per method and reports each
