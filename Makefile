@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test system-deps pipeline-compile clean
+.PHONY: venv demo test system-deps pipeline-compile clean test-containers
 
 venv: $(STAMP)
 
@@ -34,6 +34,11 @@ system-deps:
 
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The CPU image built with podman, its run-time files checked, and the whole DAG run in it under
+# kfp.local's DockerRunner (needs root and podman; docs/deploy.md, "Containers here").
+test-containers: $(STAMP)
+	PYTHON=$(BIN)/python components/containers/test.sh
 
 pipeline-compile: $(STAMP)
 	$(BIN)/dagllm pipeline compile

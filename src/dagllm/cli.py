@@ -286,17 +286,37 @@ def serve(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     run_server(p.serve, loaded)
 
 
+ProfileOpt = Annotated[Path | None, typer.Option("--profile", help="partial params file merged over --params "
+                                                  "(key=value overrides still win), e.g. pipelines/cluster.yaml "
+                                                  "(docs/deploy.md)")]
+
+
+def _pipeline_params(params: Path, overrides: list[str] | None, profile: Path | None) -> Params:
+    """params.yaml, the profile (pipelines/cluster.yaml) over it, then the overrides (they win)."""
+    from dagllm.params import apply_overrides, params_from_dict
+    from pipelines.dagllm_pipeline import with_profile
+
+    if profile is None:
+        return _params(params, overrides)
+    return params_from_dict(apply_overrides(with_profile(_params(params, []), profile).to_dict(), overrides or []),
+                            str(profile))
+
+
 @pipeline_app.command("compile")
 def pipeline_compile(
     params: ParamsOpt = DEFAULT_PARAMS_FILE,
     output: Annotated[Path, typer.Option(help="where to write the pipeline spec")] = Path("pipelines/compiled/dagllm.yaml"),
+    profile: ProfileOpt = None,
+    cluster: Annotated[bool, typer.Option("--cluster", help="refuse laptop defaults (SQLite tracking, sample "
+                                          "mirror, tiny model) unless kubeflow.allow_laptop_defaults lists "
+                                          "them; implied by --profile")] = False,
 ) -> None:
-    """Compile the KFP v2 DAG to YAML (defaults taken from params.yaml)."""
-    from pipelines.dagllm_pipeline import compile_pipeline
+    """Compile the KFP v2 DAG to YAML (defaults taken from params.yaml, and the profile)."""
+    from pipelines.dagllm_pipeline import ClusterProfileError, compile_pipeline
 
     try:
-        path = compile_pipeline(_params(params, []), output)
-    except ParamsError as exc:
+        path = compile_pipeline(_pipeline_params(params, [], profile), output, cluster=cluster or profile is not None)
+    except (ParamsError, ClusterProfileError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     out.print(f"[green]✓[/green] compiled pipeline -> {path}")
@@ -330,11 +350,12 @@ def _remote(action: Callable[[], Any]) -> None:
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    from pipelines.dagllm_pipeline import ClusterProfileError
     from pipelines.submit import SubmitError
 
     try:
         sub = action()
-    except (ParamsError, CatalogError, SubmitError) as exc:
+    except (ParamsError, CatalogError, SubmitError, ClusterProfileError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except ApiException as exc:
@@ -354,6 +375,7 @@ def pipeline_submit(
     overrides: Overrides = None,
     run_name: Annotated[str | None, typer.Option(help="run display name (default: the version name)")] = None,
     version_name: VersionOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Upload the DAG as a new pipeline version and start one run in the experiment.
 
@@ -362,7 +384,7 @@ def pipeline_submit(
     """
     from pipelines.submit import submit
 
-    _remote(lambda: submit(_params(params, overrides), host, run_name, version_name))
+    _remote(lambda: submit(_pipeline_params(params, overrides, profile), host, run_name, version_name))
 
 
 @pipeline_app.command("schedule")
@@ -374,6 +396,7 @@ def pipeline_schedule(
     overrides: Overrides = None,
     name: Annotated[str | None, typer.Option(help="recurring run name (default: dagllm-retrain)")] = None,
     version_name: VersionOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Upload the DAG as a new pipeline version and create a recurring run (scheduled retraining).
 
@@ -381,7 +404,7 @@ def pipeline_schedule(
     """
     from pipelines.submit import schedule
 
-    _remote(lambda: schedule(_params(params, overrides), host, cron, name, version_name))
+    _remote(lambda: schedule(_pipeline_params(params, overrides, profile), host, cron, name, version_name))
 
 
 @catalog_app.command("ls")

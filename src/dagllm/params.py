@@ -366,11 +366,16 @@ class TolerationParams(_Section):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
 
 
+_STAGE = Literal["ingest", "render", "validate", "decontaminate", "balance", "train", "evaluate", "register"]
+
+
 class SecretEnvParams(_Section):
     """A Kubernetes Secret whose keys become environment variables (values never in git)."""
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     env: dict[str, str] = Field(min_length=1, description="secret key -> environment variable")
+    tasks: list[_STAGE] = Field(["train", "evaluate", "register"], min_length=1,
+                                description="the tasks that get it (only those that use it)")
 
 
 class ImagesParams(_Section):
@@ -407,7 +412,17 @@ class KubeflowParams(_Section):
     retries: int = Field(3, ge=0, le=10, description="retries of the tasks that talk to MLflow")
     retry_backoff: str = Field("60s", pattern=r"^[0-9]+s$")
     experiment: str = Field("dagllm", min_length=1, description="KFP experiment for submit and schedule")
+    namespace: str | None = Field(None, description="KFP profile namespace (multi-user KFP) of the experiment "
+                                  "and runs; the token comes from KFP_TOKEN")
     service_account: str = Field("dagllm-pipeline-runner", min_length=1)
+    # --- cluster profile (pipelines/cluster.yaml): what a run on KFP reads besides its image ---
+    mirror_pvc: str | None = Field(None, description="existing PVC holding the source mirror, mounted on "
+                                   "fingerprint, ingest and evaluate at mirror_mount (set paths.mirror to that path)")
+    mirror_mount: str = Field("/mnt/mirror", pattern=r"^/")
+    run_as_user: int = Field(1000, ge=1, description="uid (and gid) of every pipeline container; the images' user")
+    allow_laptop_defaults: list[Literal["sqlite", "samples", "tiny"]] = Field(
+        default_factory=list, description="compile/submit for a cluster even with a SQLite store, the sample "
+        "mirror or the tiny model (a smoke test); empty = refuse them")
 
     def task_resources(self, task: str) -> TaskResources:
         """Resources of ``task``, the defaults when params.yaml does not name it."""
