@@ -38,6 +38,7 @@ test: system-deps $(STAMP)
 # The CPU image built with podman, its run-time files checked, and the whole DAG run in it under
 # kfp.local's DockerRunner (needs root and podman; docs/deploy.md, "Containers here").
 test-containers: $(STAMP)
+	.ci/system-deps containers
 	PYTHON=$(BIN)/python components/containers/test.sh
 
 pipeline-compile: $(STAMP)

@@ -25,12 +25,12 @@ def _stubs(tmp: Path, *, installed: bool, uid: int, sudo: bool) -> Path:
     return bin_
 
 
-def _run(tmp: Path, bin_: Path, pg: bool) -> subprocess.CompletedProcess:
+def _run(tmp: Path, bin_: Path, pg: bool, *args: str) -> subprocess.CompletedProcess:
     (tmp / "pg").mkdir(exist_ok=True)
     if pg:
         (tmp / "pg" / "initdb").write_text("")
     env = {"PATH": str(bin_), "PG_GLOB": str(tmp / "pg" / "initdb")}
-    return subprocess.run(["/bin/bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
+    return subprocess.run(["/bin/bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=30)
 
 
 def test_nothing_to_do_when_everything_is_there(tmp_path: Path):
@@ -57,3 +57,17 @@ def test_root_or_sudo_installs_only_what_is_missing(tmp_path: Path, uid: int, su
     assert "postgresql" not in " ".join(log)
     if prefix:
         assert any(line.startswith("sudo apt-get install") for line in log)
+
+
+def test_containers_group_installs_the_container_engine_only(tmp_path: Path):
+    bin_ = _stubs(tmp_path, installed=False, uid=0, sudo=False)
+    (bin_ / "kubectl").unlink()  # not needed by the container test
+    r = _run(tmp_path, bin_, False, "containers")
+    assert r.returncode == 0, r.stderr
+    log = (tmp_path / "apt.log").read_text().splitlines()
+    assert log[-1].endswith("--no-install-recommends podman runc uidmap slirp4netns fuse-overlayfs debootstrap")
+
+
+def test_containers_group_without_rights_names_the_target(tmp_path: Path):
+    r = _run(tmp_path, _stubs(tmp_path, installed=False, uid=1000, sudo=False), True, "containers")
+    assert r.returncode == 1 and r.stderr.startswith("make test-containers: missing Debian packages podman")
