@@ -17,7 +17,8 @@ morpheme, so character n-grams survive re-spacing and particle-level edits that 
 tokens. A record is contaminated when its overlap with one unit reaches ``threshold``: for a field
 unit, the share of the field's n-grams found in the record; for a whole item, the share of its
 fields that are each at least ``threshold`` covered (premise + right answer of a COPA item = 2/3,
-whatever the sentence lengths). It is an *exact copy* when every piece of the unit occurs
+whatever the sentence lengths), or the words of all its fields in order with one replaced (two short
+WiC contexts with one word changed). It is an *exact copy* when every piece of the unit occurs
 verbatim (compacted) in it. Exact copies are always dropped: their overlap is 1.
 """
 
