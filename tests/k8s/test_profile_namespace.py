@@ -123,7 +123,8 @@ def test_owner_placeholder_is_documented(overlay):
     name, profile, _ = overlay
     assert profile["spec"]["owner"]["name"] == PLACEHOLDER
     deploy = (REPO / "docs/deploy.md").read_text()
-    assert f"s/{PLACEHOLDER}/" in deploy and f"k8s/overlays/{name}/profile.yaml" in deploy
+    assert f"s/{PLACEHOLDER}/" in deploy and "k8s/overlays/$ENV/profile.yaml" in deploy
+    assert f"ENV={name} NS={profile['metadata']['name']}" in deploy
 
 
 def test_every_namespaced_object_is_in_the_profile_namespace(overlay):
