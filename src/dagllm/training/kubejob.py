@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -156,7 +157,11 @@ class KubeApi:
             try:
                 config.load_incluster_config()
             except config.ConfigException:
-                config.load_kube_config()
+                try:  # the client reads $KUBECONFIG only when it is imported: pass it
+                    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+                except config.ConfigException as exc:
+                    raise TrainJobError(f"no Kubernetes API to create the TrainJob on: not in a pod and no "
+                                        f"kubeconfig ({exc})") from None
             api_client = client.ApiClient()
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
