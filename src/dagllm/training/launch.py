@@ -182,8 +182,9 @@ def _torchrun(cmd: list[str], params: TrainParams) -> None:
     from torch.distributed.run import parse_args, run
 
     saved = dict(os.environ)
+    env = child_env(params.num_processes)  # before the clear: it is this environment, filtered
     os.environ.clear()
-    os.environ.update(child_env(params.num_processes))
+    os.environ.update(env)
     try:
         run(parse_args(cmd[3:]))  # cmd = [python, -m, torch.distributed.run, ...]
     except ChildFailedError as exc:
