@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: venv demo test pipeline-compile clean
+.PHONY: venv demo test system-deps pipeline-compile clean test-containers
 
 venv: $(STAMP)
 
@@ -27,8 +27,19 @@ demo: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/dvc repro
 	$(BIN)/dagllm where
 
-test: $(STAMP)
+# Debian packages of the tests (chromium, fonts-nanum, postgresql): installed when missing and
+# allowed (root or sudo), else one line saying what to run; see .ci/system-deps.
+system-deps:
+	.ci/system-deps
+
+test: system-deps $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The CPU image built with podman, its run-time files checked, and the whole DAG run in it under
+# kfp.local's DockerRunner (needs root and podman; docs/deploy.md, "Containers here").
+test-containers: $(STAMP)
+	.ci/system-deps containers
+	PYTHON=$(BIN)/python components/containers/test.sh
 
 pipeline-compile: $(STAMP)
 	$(BIN)/dagllm pipeline compile

@@ -76,7 +76,7 @@ def train_eval(dry: bool, work: Path, timeout: int) -> list[tuple[str, list[str]
 
 
 def prepare(work: Path, dry: bool) -> None:
-    """The work directory: params.yaml on the bundled samples, fetched + ingested benchmark records,
+    """The work directory: params.yaml on the bundled samples, fetched, ingested and gated benchmark records,
     synthetic balanced training records, and (GPU) a random-initialised 1.3b-shaped model folder."""
     import yaml
 
@@ -89,9 +89,10 @@ def prepare(work: Path, dry: bool) -> None:
     params["register"]["policy"] = str(REPO / params["register"]["policy"])
     params["train"]["tiny"].update(hidden_size=32, num_heads=2, intermediate_size=64, vocab_size=500)
     params["evaluate"]["batch_size"] = 8
+    params["validate"]["min_records_per_task"] = 1  # the bundled samples hold a few rows per task
     (work / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True), encoding="utf-8")
     dagllm = [sys.executable, "-c", "from dagllm.cli import app; app()"]
-    for stage in ("fetch", "ingest"):
+    for stage in ("fetch", "ingest", "render", "validate"):  # evaluate reads the gate's canonical table
         subprocess.run(dagllm + [stage], cwd=work, check=True)
     df = synthetic_records(400 if dry else 3000, seed=1)
     df["task"] = "synthetic"

@@ -1,12 +1,15 @@
 """Thin KFP v2 components, one per stage: typed artifacts in and out, bodies that call dagllm.
 
-Each body parses the pipeline's ``params_json`` into :class:`dagllm.params.Params` and calls the
-stage function with artifact paths. They run as lightweight Python components in the project
+Each body gets its stage's slice of the pipeline's params as ``params_json`` (from
+``fingerprint_op``; :func:`dagllm.kfp_glue.fingerprint`), parses it and calls the stage function
+with artifact paths. They run as lightweight Python components in the project
 image (``BASE_IMAGE``), which has dagllm installed; under ``kfp.local.SubprocessRunner`` they run
 in the current environment. Directory artifacts (``Dataset``/``Model`` whose path is a folder)
 carry the stage's files together with its report.
 """
 
+
+from typing import NamedTuple
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
@@ -19,6 +22,19 @@ from dagllm.params import ImagesParams
 # checks that it equals params.yaml. `install_kfp_package=False`: the images carry kfp from
 # requirements.lock, so a pod never pip-installs at start (clusters often have no egress).
 BASE_IMAGE = ImagesParams().cpu
+
+
+@dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)
+def fingerprint_op(params_json: str) -> NamedTuple("Slices", ingest=str, render=str, validate=str, decontaminate=str,
+                                                   balance=str, train=str, evaluate=str, register=str):
+    """Never cached: each stage's params slice, with the code and source-content digests (what the
+    cached stages key on, so an unchanged scheduled run is all cache hits)."""
+    from collections import namedtuple
+
+    from dagllm.kfp_glue import STAGE_SECTIONS, fingerprint
+
+    slices = fingerprint(params_json)
+    return namedtuple("Slices", list(STAGE_SECTIONS))(**slices)
 
 
 @dsl.component(base_image=BASE_IMAGE, install_kfp_package=False)

@@ -9,9 +9,10 @@ Cluster settings come from the ``kubeflow`` section of params.yaml, also at comp
 node selector and tolerations for train and evaluate, the model PVC, Secrets as env, a
 memory-backed /dev/shm for training, retries and caching. kfp.local ignores the Kubernetes part.
 
-Caching: on, except ``ingest`` (the source mirror lives outside the pipeline, so a scheduled
-run must read it again to see new files; the tasks downstream are then cached on their inputs)
-and ``register`` (it changes the MLflow registry and must happen on every run).
+Caching: on, except ``fingerprint`` (it digests the source files and the code, and hands each
+stage its params slice: cached stages key on those, so an unchanged scheduled run is all cache
+hits and a change reruns only the stages that read it, and what follows them) and ``register``
+(it changes the MLflow registry and must happen on every run).
 """
 
 
@@ -27,6 +28,7 @@ from components.stages import (
     balance_op,
     decontaminate_op,
     evaluate_op,
+    fingerprint_op,
     ingest_op,
     register_op,
     render_op,
@@ -42,7 +44,11 @@ DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")
 # Tasks that talk to MLflow (runs, registry): retried, get the credentials, read the model PVC.
 SERVICE_TASKS = ("train", "evaluate", "register")
 GPU_TASKS = ("train", "evaluate")
-NOT_CACHED = ("ingest", "register")
+NOT_CACHED = ("fingerprint", "register")
+MLFLOW_CLIENT_LABEL = "dagllm.io/mlflow-client"
+# Tasks that read the source files: fingerprint digests them, ingest reads them, evaluate fetches the
+# benchmark sources' files (protocol kit19).
+MIRROR_TASKS = ("fingerprint", "ingest", "evaluate")
 
 
 def params_json(params: Params) -> str:
@@ -56,26 +62,32 @@ def build_pipeline(params: Params):
     @dsl.pipeline(name=PIPELINE_NAME, description="Korean instruction tuning, DaG LLM / KIT-19 style: "
                   "ingest, render, validate, decontaminate, balance, train, evaluate, register.")
     def dagllm(params_json: str = default) -> str:
-        ingest = ingest_op(params_json=params_json).set_display_name("ingest sources")
-        render = render_op(params_json=params_json, canonical=ingest.outputs["canonical"])
+        # Each stage gets its own params slice (with the code / source digests) from the
+        # uncached fingerprint step, so a cached stage reruns only when what it reads changed.
+        fp = fingerprint_op(params_json=params_json).set_display_name("fingerprint sources + params")
+        s = fp.outputs
+        ingest = ingest_op(params_json=s["ingest"]).set_display_name("ingest sources")
+        render = render_op(params_json=s["render"], canonical=ingest.outputs["canonical"])
         render.set_display_name("render Korean templates")
-        validate = validate_op(params_json=params_json, canonical=ingest.outputs["canonical"],
+        validate = validate_op(params_json=s["validate"], canonical=ingest.outputs["canonical"],
                                rendered=render.outputs["rendered"])
         validate.set_display_name("validate (great-expectations)")
-        decontaminate = decontaminate_op(params_json=params_json, validated=validate.outputs["validated"],
+        decontaminate = decontaminate_op(params_json=s["decontaminate"], validated=validate.outputs["validated"],
                                          canonical=ingest.outputs["canonical"])
         decontaminate.set_display_name("decontaminate (benchmark overlap)")
-        balance = balance_op(params_json=params_json, records=decontaminate.outputs["decontaminated"])
+        balance = balance_op(params_json=s["balance"], records=decontaminate.outputs["decontaminated"])
         balance.set_display_name("dedup + balance tasks")
-        train = train_op(params_json=params_json, train=balance.outputs["train"]).set_display_name("fine-tune")
-        evaluate = evaluate_op(params_json=params_json, canonical=ingest.outputs["canonical"],
+        train = train_op(params_json=s["train"], train=balance.outputs["train"]).set_display_name("fine-tune")
+        # benchmark rows the gate kept (validated/canonical.parquet), never the pre-gate table
+        evaluate = evaluate_op(params_json=s["evaluate"], canonical=validate.outputs["validated"],
                                model=train.outputs["model"], validation=balance.outputs["validation"])
         evaluate.set_display_name("evaluate (KIT-19 protocol)")
-        register = register_op(params_json=params_json, model=train.outputs["model"],
+        register = register_op(params_json=s["register"], model=train.outputs["model"],
                                eval_report=evaluate.outputs["report"]).set_display_name("register in MLflow")
         # Caching, retries and resources per stage: apply_cluster_settings (register is never cached).
-        tasks = {"ingest": ingest, "render": render, "validate": validate, "decontaminate": decontaminate,
-                 "balance": balance, "train": train, "evaluate": evaluate, "register": register}
+        tasks = {"fingerprint": fp, "ingest": ingest, "render": render, "validate": validate,
+                 "decontaminate": decontaminate, "balance": balance, "train": train, "evaluate": evaluate,
+                 "register": register}
         for name, task in tasks.items():
             apply_cluster_settings(task, name, params.kubeflow)
         return register.outputs["Output"]
@@ -105,10 +117,18 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
             k8s.add_node_selector(task, label_key=key, label_value=value)
         for tol in k.tolerations:
             k8s.add_toleration(task, key=tol.key, operator=tol.operator, value=tol.value, effect=tol.effect)
-    if name in SERVICE_TASKS:
-        task.set_retry(k.retries, backoff_duration=k.retry_backoff, backoff_factor=2)
-        for secret in k.secrets:
+    # Every pod: the images' non-root user (the compiler adds no privilege escalation, all
+    # capabilities dropped and the RuntimeDefault seccomp profile).
+    k8s.set_security_context(task, run_as_user=k.run_as_user, run_as_group=k.run_as_user, run_as_non_root=True)
+    for secret in k.secrets:  # only the tasks that use a Secret get it
+        if name in secret.tasks:
             k8s.use_secret_as_env(task, secret_name=secret.name, secret_key_to_env=dict(secret.env))
+    if name in MIRROR_TASKS and k.mirror_pvc is not None:
+        k8s.mount_pvc(task, pvc_name=k.mirror_pvc, mount_path=k.mirror_mount)
+    if name in SERVICE_TASKS:
+        # The label the mlflow-ingress NetworkPolicy admits (k8s/base/networkpolicy.yaml).
+        k8s.add_pod_label(task, label_key=MLFLOW_CLIENT_LABEL, label_value="true")
+        task.set_retry(k.retries, backoff_duration=k.retry_backoff, backoff_factor=2)
         if k.model_pvc is not None:
             k8s.mount_pvc(task, pvc_name=k.model_pvc, mount_path=k.model_mount)
     if name == "train":
@@ -116,8 +136,70 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams)
         k8s.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=k.shm_size)
 
 
-def compile_pipeline(params: Params, output: Path = DEFAULT_OUTPUT) -> Path:
-    """Compile the DAG to ``output`` (YAML)."""
+class ClusterProfileError(ValueError):
+    """The params would run laptop defaults on a cluster (one message lists every problem)."""
+
+
+def cluster_problems(params: Params) -> list[str]:
+    """What would go wrong on a cluster with these params (empty: ready).
+
+    ``kubeflow.allow_laptop_defaults`` lets a smoke test through on purpose (``sqlite``,
+    ``samples``, ``tiny``).
+    """
+    k, allowed, problems = params.kubeflow, set(params.kubeflow.allow_laptop_defaults), []
+    uri = params.mlflow.tracking_uri
+    if "sqlite" not in allowed and not (uri == "env" or is_url(uri)):
+        problems.append(f"mlflow.tracking_uri={uri!r}: every pod would write its own store; use "
+                        "mlflow.tracking_uri: env (MLFLOW_TRACKING_URI from the dagllm-mlflow Secret at run time)")
+    mirror = params.paths.mirror
+    if "samples" not in allowed and mirror in ("auto", "samples"):
+        problems.append(f"paths.mirror={mirror!r}: a pod has no ../shared/data, so ingest would read the bundled "
+                        f"samples; set kubeflow.mirror_pvc and paths.mirror: {k.mirror_mount}")
+    elif mirror not in ("auto", "samples", "upstream") and not is_url(mirror):
+        if k.mirror_pvc is None or not Path(mirror).is_relative_to(k.mirror_mount):
+            problems.append(f"paths.mirror={mirror!r}: not on a mounted volume; set kubeflow.mirror_pvc and a "
+                            f"paths.mirror under kubeflow.mirror_mount ({k.mirror_mount})")
+    if params.train.model == "tiny":
+        if "tiny" not in allowed:
+            problems.append("train.model='tiny': the toy model would be registered (and could become champion); "
+                            "choose a polyglot-ko preset")
+    elif k.model_pvc is None or params.train.model_path is None \
+            or not Path(params.train.model_path).is_relative_to(k.model_mount):
+        problems.append(f"train.model_path={params.train.model_path!r}: the base weights of {params.train.model} "
+                        f"must be on the model PVC (kubeflow.model_pvc, under {k.model_mount}); nothing downloads "
+                        "in a pod")
+    return problems
+
+
+def check_cluster(params: Params) -> None:
+    """Raise :class:`ClusterProfileError` naming every laptop default left in ``params``."""
+    problems = cluster_problems(params)
+    if problems:
+        raise ClusterProfileError("these params are not for a cluster (apply pipelines/cluster.yaml with "
+                                  "--profile, or list the exception in kubeflow.allow_laptop_defaults):\n  "
+                                  + "\n  ".join(problems))
+
+
+def with_profile(params: Params, profile: Path) -> Params:
+    """``params`` with the partial params mapping of the YAML file ``profile`` merged over it."""
+    import yaml
+
+    from dagllm.params import params_from_dict
+
+    def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+        return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+                           for k, v in over.items()}}
+
+    over = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) or {}
+    if not isinstance(over, dict):
+        raise ClusterProfileError(f"{profile}: a profile is a mapping of params.yaml sections")
+    return params_from_dict(merge(params.to_dict(), over), source=str(profile))
+
+
+def compile_pipeline(params: Params, output: Path = DEFAULT_OUTPUT, cluster: bool = False) -> Path:
+    """Compile the DAG to ``output`` (YAML); ``cluster`` first refuses laptop defaults (:func:`check_cluster`)."""
+    if cluster:
+        check_cluster(params)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(build_pipeline(params), package_path=str(output))
@@ -139,15 +221,18 @@ def localize(params: Params) -> Params:
     return Params.model_validate(data)
 
 
-def run_local(params: Params, workdir: Path = Path("kfp_local")) -> dict[str, Any]:
+def run_local(params: Params, workdir: Path = Path("kfp_local"), cache: bool = False) -> dict[str, Any]:
     """Run the whole DAG here with ``kfp.local.SubprocessRunner`` (no container, no cluster).
 
+    ``cache``: kfp.local's task cache (in ``workdir/.kfp_cache``), keyed like KFP's on each task's
+    inputs; the cache decisions of the compiled DAG can be seen here.
     Returns the registered version and where kfp.local left the task outputs.
     """
     from kfp import local
 
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir), raise_on_error=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir), raise_on_error=True,
+               enable_caching=cache)
     task = build_pipeline(localize(params))()
     return {"registered_version": task.output, "pipeline_root": str(workdir)}

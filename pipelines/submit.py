@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dagllm.params import Params
-from pipelines.dagllm_pipeline import PIPELINE_NAME, compile_pipeline, params_json
+from pipelines.dagllm_pipeline import PIPELINE_NAME, check_cluster, compile_pipeline, params_json
 
 _CRON_FIELD = re.compile(r"^[\d*/,\-?A-Za-z]+$")
 
@@ -37,6 +37,7 @@ class Submission:
     run_id: str | None = None
     recurring_run_id: str | None = None
     cron: str | None = None
+    replaced: list[str] | None = None  # recurring runs of the same name that schedule deleted
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,7 +48,8 @@ class Submission:
         if self.run_id:
             out.append(f"run {self.run_id}")
         if self.recurring_run_id:
-            out.append(f"recurring run {self.recurring_run_id} on cron '{self.cron}'")
+            out.append(f"recurring run {self.recurring_run_id} on cron '{self.cron}'"
+                       + (f" (replaces {', '.join(self.replaced)})" if self.replaced else ""))
         return out
 
 
@@ -66,21 +68,28 @@ def kfp_cron(expr: str) -> str:
     return " ".join(["0", *fields] if len(fields) == 5 else fields)
 
 
-def _client(host: str, client: Any = None) -> Any:
+def _client(host: str, client: Any = None, namespace: str | None = None) -> Any:
+    """A kfp.Client for ``host``; multi-user KFP: the profile ``namespace`` and a bearer token.
+
+    The token comes from ``KFP_TOKEN`` in the environment (never from params.yaml or a flag that
+    shells keep in their history), e.g. ``KFP_TOKEN=$(kubectl create token default-editor -n NS)``.
+    """
     if client is not None:
         return client
     if not host.startswith(("http://", "https://")):
         raise SubmitError(f"host {host!r}: give the KFP API URL, e.g. http://localhost:8888 "
                           "(kubectl port-forward -n kubeflow svc/ml-pipeline-ui 8888:80)")
+    import os
+
     import kfp
 
-    return kfp.Client(host=host)
+    return kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get("KFP_TOKEN") or None)
 
 
 def _upload(client: Any, params: Params, version_name: str) -> tuple[str, str]:
     """Compile, upload as a new version (creating the pipeline if needed); returns (pipeline, version) ids."""
     with tempfile.TemporaryDirectory() as tmp:
-        package = str(compile_pipeline(params, Path(tmp) / "dagllm.yaml"))
+        package = str(compile_pipeline(params, Path(tmp) / "dagllm.yaml", cluster=True))
         pipeline_id = client.get_pipeline_id(PIPELINE_NAME)
         if pipeline_id is None:
             # First use: KFP creates the pipeline with a first version named after it; the named
@@ -93,10 +102,13 @@ def _upload(client: Any, params: Params, version_name: str) -> tuple[str, str]:
 
 
 def _prepare(params: Params, host: str, version_name: str | None, client: Any) -> tuple[Any, Submission]:
-    kfp_client = _client(host, client)
+    check_cluster(params)  # before any request: laptop defaults never reach the server
+    namespace = params.kubeflow.namespace
+    kfp_client = _client(host, client, namespace)
     name = version_name or f"{PIPELINE_NAME}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{params.digest()[:8]}"
     pipeline_id, version_id = _upload(kfp_client, params, name)
-    experiment = kfp_client.create_experiment(params.kubeflow.experiment)  # returns the existing one if any
+    # returns the existing one if any; in the profile namespace on multi-user KFP
+    experiment = kfp_client.create_experiment(params.kubeflow.experiment, namespace=namespace)
     return kfp_client, Submission(host, pipeline_id, version_id, name, experiment.experiment_id)
 
 
@@ -119,11 +131,24 @@ def submit(params: Params, host: str, run_name: str | None = None, version_name:
     return sub
 
 
+def _delete_recurring(client: Any, experiment_id: str, name: str) -> list[str]:
+    """Delete the recurring runs named ``name`` in the experiment; returns their ids."""
+    import json
+
+    flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": name}]})
+    found = client.list_recurring_runs(experiment_id=experiment_id, filter=flt, page_size=100).recurring_runs or []
+    ids = [r.recurring_run_id for r in found if r.display_name == name]
+    for rid in ids:
+        client.delete_recurring_run(rid)
+    return ids
+
+
 def schedule(params: Params, host: str, cron: str, name: str | None = None, version_name: str | None = None,
              client: Any = None) -> Submission:
     """Upload a pipeline version and create a recurring run of it (scheduled retraining).
 
-    At most one run at a time, no catch-up of missed runs.
+    At most one run at a time, no catch-up of missed runs. A recurring run of the same name in the
+    experiment is deleted first, so scheduling again replaces the schedule.
 
     Args:
         params: the params the pipeline is compiled with and run with.
@@ -135,8 +160,11 @@ def schedule(params: Params, host: str, cron: str, name: str | None = None, vers
     """
     cron6 = kfp_cron(cron)
     kfp_client, sub = _prepare(params, host, version_name, client)
+    name = name or f"{PIPELINE_NAME}-retrain"
+    # Idempotent: the recurring run of this name in the experiment is replaced, not joined by another.
+    sub.replaced = _delete_recurring(kfp_client, sub.experiment_id, name)
     rec = kfp_client.create_recurring_run(
-        sub.experiment_id, name or f"{PIPELINE_NAME}-retrain", description="scheduled retraining",
+        sub.experiment_id, name, description="scheduled retraining",
         cron_expression=cron6, max_concurrency=1, no_catchup=True, pipeline_id=sub.pipeline_id,
         version_id=sub.version_id, params={"params_json": params_json(params)},
         service_account=params.kubeflow.service_account, enabled=True)

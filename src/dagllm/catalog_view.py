@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagllm.catalog import Task, default_catalog, load_categories
+from dagllm.catalog import Catalog, Task, default_catalog, load_categories
 from dagllm.render import prepare, render_choices, render_parts, render_sample
 
 
@@ -26,14 +26,14 @@ def _rows_for(task: Task, table: pd.DataFrame) -> pd.DataFrame:
     return table[mask]
 
 
-def task_rows(canonical: Path) -> list[dict]:
+def task_rows(canonical: Path, catalog: Catalog | None = None) -> list[dict]:
     """One dict per task: id, category, sources, template counts, canonical rows available, status.
 
     ``records`` is ``None`` when ``canonical`` does not exist (ingest has not run); ``status`` says
     whether the task has rows to render (``ready``), none in the ingested data (``no rows``: its
     sources were not selected or not in the mirror; its sample still renders), or ``not ingested``.
     """
-    cat = default_catalog()
+    cat = catalog or default_catalog()  # with the ingest.local tasks when the CLI passes them
     cats = load_categories()
     table = _canonical(canonical)
     counts = Counter() if table is None else Counter(zip(table["source"], table["split"], strict=True))
@@ -53,14 +53,14 @@ def task_rows(canonical: Path) -> list[dict]:
     return out
 
 
-def find_task(task_id: str) -> Task:
+def find_task(task_id: str, catalog: Catalog | None = None) -> Task:
     """A task of the registry; an unknown id raises CatalogError listing the known ones."""
-    return default_catalog().task(task_id)
+    return (catalog or default_catalog()).task(task_id)
 
 
-def show_task(task_id: str, canonical: Path, real_rows: int = 1) -> list[dict]:
+def show_task(task_id: str, canonical: Path, real_rows: int = 1, catalog: Catalog | None = None) -> list[dict]:
     """Every template rendered on the task's sample, then on up to ``real_rows`` canonical rows."""
-    task = find_task(task_id)
+    task = find_task(task_id, catalog)
     blocks = [{**b, "record": "sample"} for b in render_sample(task)]
     table = _canonical(canonical)
     if table is not None and real_rows > 0:

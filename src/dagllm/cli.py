@@ -44,7 +44,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, CatalogError, FileN
 
 
 def _params(path: Path, overrides: list[str] | None) -> Params:
-    return load_params(path, overrides or [])
+    """params.yaml checked against the catalog (ids, readers, mapping keys), local tasks added."""
+    from dagllm.teamdata import resolve
+
+    return resolve(load_params(path, overrides or []))[0]
+
+
+def _catalog(p: Params):
+    """The catalog with the ``ingest.local`` sources and their tasks."""
+    from dagllm.teamdata import with_local
+
+    return with_local(default_catalog(), p)
 
 
 def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[Params, Layout], Any]) -> Any:
@@ -74,12 +84,8 @@ def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[
 def check(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
     """Validate params.yaml and the catalog (sources, tasks, templates) without doing any work."""
     try:
-        p = _params(params, overrides)
-        cat = default_catalog()
-        for s in p.ingest.sources + p.ingest.optional_sources:
-            cat.source(s)
-        for t in p.render.tasks:
-            cat.task(t)
+        p = _params(params, overrides)  # every id, reader and mapping key checked against the catalog
+        cat = _catalog(p)
     except (ParamsError, CatalogError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -107,7 +113,7 @@ def fetch(
 
     extra = [f"paths.mirror={mirror}"] if mirror else []
     _stage("fetch", params, [*(overrides or []), *extra], lambda p, lay: run_fetch(
-        p.fetch, selected_sources(p.ingest, default_catalog()), mirror_location(p.paths.mirror),
+        p.fetch, selected_sources(p.ingest, _catalog(p)), mirror_location(p.paths.mirror),
         lay.raw, lay.fetch_report))
 
 
@@ -121,7 +127,7 @@ def ingest(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None)
     from dagllm.stages.ingest import run_ingest
 
     _stage("ingest", params, overrides, lambda p, lay: run_ingest(
-        p.ingest, default_catalog(), lay.raw, lay.canonical, lay.rejected, lay.ingest_report))
+        p.ingest, _catalog(p), lay.raw, lay.canonical, lay.rejected, lay.ingest_report))
 
 
 @app.command()
@@ -130,7 +136,7 @@ def render(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None)
     from dagllm.stages.render import run_render
 
     _stage("render", params, overrides, lambda p, lay: run_render(
-        p.render, default_catalog(), lay.canonical, lay.rendered, lay.render_report))
+        p.render, _catalog(p), lay.canonical, lay.rendered, lay.render_report))
 
 
 @app.command()
@@ -144,7 +150,7 @@ def validate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     from dagllm.stages.validate import run_validate
 
     _stage("validate", params, overrides, lambda p, lay: run_validate(
-        p.validate_, p.render.tasks, default_catalog(), lay.canonical, lay.rendered, lay.validation_dir,
+        p.validate_, p.render.tasks, _catalog(p), lay.canonical, lay.rendered, lay.validation_dir,
         lay.validated, lay.validation_quarantine, p.render.seed))
 
 
@@ -155,7 +161,7 @@ def decontaminate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides 
     from dagllm.stages.decontaminate import run_decontaminate
 
     _stage("decontaminate", params, overrides, lambda p, lay: run_decontaminate(
-        p.decontaminate, lay.validated, lay.canonical, lay.decontaminated, lay.decontamination_report))
+        p.decontaminate, lay.validated, lay.validated_canonical, lay.decontaminated, lay.decontamination_report))
 
 
 @app.command()
@@ -199,7 +205,7 @@ def evaluate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = Non
     from dagllm.stages.evaluate import run_evaluate
 
     _stage("evaluate", params, overrides, lambda p, lay: run_evaluate(
-        p.evaluate, p.mlflow, lay.canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split,
+        p.evaluate, p.mlflow, lay.validated_canonical, lay.model_dir, lay.train_run, lay.eval_dir, lay.val_split,
         raw_dir=lay.raw, preset=p.train.model))
 
 
@@ -280,17 +286,37 @@ def serve(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     run_server(p.serve, loaded)
 
 
+ProfileOpt = Annotated[Path | None, typer.Option("--profile", help="partial params file merged over --params "
+                                                  "(key=value overrides still win), e.g. pipelines/cluster.yaml "
+                                                  "(docs/deploy.md)")]
+
+
+def _pipeline_params(params: Path, overrides: list[str] | None, profile: Path | None) -> Params:
+    """params.yaml, the profile (pipelines/cluster.yaml) over it, then the overrides (they win)."""
+    from dagllm.params import apply_overrides, params_from_dict
+    from pipelines.dagllm_pipeline import with_profile
+
+    if profile is None:
+        return _params(params, overrides)
+    return params_from_dict(apply_overrides(with_profile(_params(params, []), profile).to_dict(), overrides or []),
+                            str(profile))
+
+
 @pipeline_app.command("compile")
 def pipeline_compile(
     params: ParamsOpt = DEFAULT_PARAMS_FILE,
     output: Annotated[Path, typer.Option(help="where to write the pipeline spec")] = Path("pipelines/compiled/dagllm.yaml"),
+    profile: ProfileOpt = None,
+    cluster: Annotated[bool, typer.Option("--cluster", help="refuse laptop defaults (SQLite tracking, sample "
+                                          "mirror, tiny model) unless kubeflow.allow_laptop_defaults lists "
+                                          "them; implied by --profile")] = False,
 ) -> None:
-    """Compile the KFP v2 DAG to YAML (defaults taken from params.yaml)."""
-    from pipelines.dagllm_pipeline import compile_pipeline
+    """Compile the KFP v2 DAG to YAML (defaults taken from params.yaml, and the profile)."""
+    from pipelines.dagllm_pipeline import ClusterProfileError, compile_pipeline
 
     try:
-        path = compile_pipeline(_params(params, []), output)
-    except ParamsError as exc:
+        path = compile_pipeline(_pipeline_params(params, [], profile), output, cluster=cluster or profile is not None)
+    except (ParamsError, ClusterProfileError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     out.print(f"[green]✓[/green] compiled pipeline -> {path}")
@@ -324,11 +350,12 @@ def _remote(action: Callable[[], Any]) -> None:
     from kfp_server_api.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    from pipelines.dagllm_pipeline import ClusterProfileError
     from pipelines.submit import SubmitError
 
     try:
         sub = action()
-    except (ParamsError, CatalogError, SubmitError) as exc:
+    except (ParamsError, CatalogError, SubmitError, ClusterProfileError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except ApiException as exc:
@@ -348,6 +375,7 @@ def pipeline_submit(
     overrides: Overrides = None,
     run_name: Annotated[str | None, typer.Option(help="run display name (default: the version name)")] = None,
     version_name: VersionOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Upload the DAG as a new pipeline version and start one run in the experiment.
 
@@ -356,7 +384,7 @@ def pipeline_submit(
     """
     from pipelines.submit import submit
 
-    _remote(lambda: submit(_params(params, overrides), host, run_name, version_name))
+    _remote(lambda: submit(_pipeline_params(params, overrides, profile), host, run_name, version_name))
 
 
 @pipeline_app.command("schedule")
@@ -368,6 +396,7 @@ def pipeline_schedule(
     overrides: Overrides = None,
     name: Annotated[str | None, typer.Option(help="recurring run name (default: dagllm-retrain)")] = None,
     version_name: VersionOpt = None,
+    profile: ProfileOpt = None,
 ) -> None:
     """Upload the DAG as a new pipeline version and create a recurring run (scheduled retraining).
 
@@ -375,7 +404,7 @@ def pipeline_schedule(
     """
     from pipelines.submit import schedule
 
-    _remote(lambda: schedule(_params(params, overrides), host, cron, name, version_name))
+    _remote(lambda: schedule(_pipeline_params(params, overrides, profile), host, cron, name, version_name))
 
 
 @catalog_app.command("ls")
@@ -387,7 +416,8 @@ def catalog_ls(
     from dagllm.catalog_view import task_rows
 
     try:
-        rows = task_rows(Layout.from_params(_params(params, []).paths).canonical)
+        p = _params(params, [])
+        rows = task_rows(Layout.from_params(p.paths).canonical, _catalog(p))
     except (ParamsError, CatalogError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -418,7 +448,8 @@ def catalog_show(
     from dagllm.catalog_view import show_task
 
     try:
-        blocks = show_task(task, Layout.from_params(_params(params, []).paths).canonical, rows)
+        p = _params(params, [])
+        blocks = show_task(task, Layout.from_params(p.paths).canonical, rows, _catalog(p))
     except (ParamsError, CatalogError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -434,6 +465,64 @@ def catalog_show(
         if b["choices"]:
             out.print("[bold]choices:[/bold] ", end="")
             out.print(" | ".join(b["choices"]), markup=False, highlight=False)
+
+
+DATA_STAGES = ("fetch", "ingest", "render", "validate", "decontaminate", "balance")
+
+
+@app.command()
+def recipe(
+    name: Annotated[str, typer.Argument(help="kit19 (KIT-19's 19 sources, 5,000 per slot) or dag (DaG LLM 1.0: "
+                                             "every task of the 13 categories)")],
+    params: Annotated[Path, typer.Option("--params", "-p", help="base params file the recipe is laid over")]
+    = DEFAULT_PARAMS_FILE,
+    out_file: Annotated[Path | None, typer.Option("--out", help="params file to write (default "
+                                                  "params.NAME.yaml; params.yaml for `dvc repro`)",
+                                                  show_default=False)] = None,
+    run: Annotated[bool, typer.Option("--run", help="then run the data stages (fetch .. balance) with it, "
+                                      "timing each; times in reports/recipe_NAME.json")] = False,
+) -> None:
+    """Write the params of a named data mix (sources, tasks, caps, seeds) and optionally run its data stages.
+
+    Sources of which the mirror (paths.mirror) holds no file, and tasks left without rows, are dropped
+    and listed in the file's header. Example: `dagllm recipe kit19 --run`.
+    """
+    import json
+    import time
+
+    import yaml
+
+    from dagllm.recipes import apply_recipe, load_recipe, write_recipe
+
+    dest = out_file or Path(f"params.{name}.yaml")
+    try:
+        base = yaml.safe_load(params.read_text(encoding="utf-8"))
+        r = apply_recipe(load_recipe(name), base, default_catalog(), mirror_location(base["paths"]["mirror"]))
+    except (OSError, ParamsError, CatalogError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    write_recipe(r, dest)
+    out.print(f"[green]✓[/green] recipe {name}: {dest} ({len(r.params['ingest']['sources'])} sources, "
+              f"{len(r.params['render']['tasks'])} tasks, at most {r.params['balance']['per_task_cap']} per task)")
+    for what, items in (("sources not in the mirror", r.dropped_sources), ("tasks without rows", r.dropped_tasks)):
+        if items:
+            out.print(f"  dropped {what}: {', '.join(items)}")
+    if not run:
+        out.print(f"  run it: dagllm recipe {name} --run, or `dagllm <stage> --params {dest}`")
+        return
+    commands = {"fetch": fetch, "ingest": ingest, "render": render, "validate": validate,
+                "decontaminate": decontaminate, "balance": balance}
+    seconds: dict[str, float] = {}
+    for stage in DATA_STAGES:
+        start = time.perf_counter()
+        commands[stage](params=dest, overrides=None, **({"mirror": None} if stage == "fetch" else {}))
+        seconds[stage] = round(time.perf_counter() - start, 1)
+    lay = Layout.from_params(_params(dest, []).paths)
+    lay.reports.mkdir(parents=True, exist_ok=True)
+    (lay.reports / f"recipe_{name}.json").write_text(json.dumps(
+        {"recipe": name, "params": str(dest), "seconds": seconds, "dropped_sources": r.dropped_sources,
+         "dropped_tasks": r.dropped_tasks}, indent=2), encoding="utf-8")
+    out.print("  seconds per stage: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -30,9 +30,156 @@ class ConfusionSink(Protocol):
     def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None: ...
 
 
-def _params(params_json: str) -> Params:
+def _params(params_json: str) -> Any:
+    """The params a task body reads: its stage's slice (:func:`fingerprint`) or whole params."""
     offline()
-    return Params.model_validate(json.loads(params_json))
+    data = json.loads(params_json)
+    if "stage" in data and "params" in data:
+        return ParamsSlice(data)
+    from dagllm.teamdata import resolve
+
+    if data["mlflow"]["tracking_uri"] == "env":
+        data["mlflow"]["tracking_uri"] = _tracking_uri_from_env()
+    return resolve(Params.model_validate(data), check_files=False)[0]
+
+
+def _catalog(p: Any):
+    from dagllm.teamdata import with_local
+
+    return with_local(default_catalog(), p)
+
+
+# --- per-stage params slices and the run's fingerprint (what pipeline caching keys on) -----------
+
+# The params sections each stage reads. Its task gets only these, so a change elsewhere (serve.*,
+# a later stage's settings) leaves its cache key, and everything upstream of the change, alone.
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "ingest": ("paths", "fetch", "ingest"),
+    # render and validate read ingest.local too (a team's own sources and their tasks: teamdata)
+    "render": ("render", "ingest"),
+    "validate": ("validate", "render", "ingest"),
+    "decontaminate": ("decontaminate",),
+    "balance": ("balance", "validate", "render"),
+    "train": ("train", "mlflow", "kubeflow"),
+    # evaluate (protocol kit19) also fetches the benchmark sources' files from the mirror
+    "evaluate": ("evaluate", "mlflow", "register", "train", "fetch", "paths", "ingest"),
+    "register": ("register", "mlflow"),
+}
+_FIELDS = {(f.alias or name): name for name, f in Params.model_fields.items()}
+
+
+class ParamsSlice:
+    """The sections of one stage's slice, validated by the same models as params.yaml.
+
+    Reading a section that the stage's slice lacks is a KeyError naming the fix
+    (:data:`STAGE_SECTIONS`): a stage can never silently read a default instead of the run's value.
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getattr__(self, attr: str) -> Any:
+        key = next((k for k, n in _FIELDS.items() if n == attr), None)
+        if key is None or attr.startswith("_"):
+            raise AttributeError(attr)
+        if key not in self._data["params"]:
+            raise KeyError(f"stage {self._data['stage']!r} reads params section {key!r}, which its slice lacks: "
+                           "add it to dagllm.kfp_glue.STAGE_SECTIONS")
+        section = dict(self._data["params"][key])
+        if key == "mlflow" and section.get("tracking_uri") == "env":
+            section["tracking_uri"] = _tracking_uri_from_env()
+        return Params.model_fields[attr].annotation.model_validate(section)
+
+    def digest(self) -> str:
+        """The digest of the whole run's params (register records it; only its slice carries it)."""
+        if "digest" not in self._data:
+            raise KeyError(f"stage {self._data['stage']!r}: the params digest is only in register's slice")
+        return str(self._data["digest"])
+
+
+def _tree_digest(root: Path, h: Any) -> None:
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(str(path.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+
+
+def code_digest() -> str:
+    """sha256 of the installed dagllm package: code, catalog, templates, eval tasks.
+
+    Part of every slice, so a new image with changed code misses the cache even under the same tag.
+    """
+    h = hashlib.sha256()
+    _tree_digest(Path(__file__).parent, h)
+    return h.hexdigest()
+
+
+def sources_digest(p: Params, only: set[str] | None = None) -> str:
+    """sha256 of the content of every source file ingest would read (mirror and ingest.local).
+
+    A mirror given as a URL (or ``upstream``) is digested through the catalog's sha256 pins; an
+    unpinned file there has no content to compare, so the digest then changes on every run
+    (ingest is never served stale data from the cache).
+    """
+    import time
+
+    from dagllm.paths import mirror_location
+    from dagllm.stages.ingest import selected_sources
+
+    mirror = mirror_location(p.paths.mirror)
+    h = hashlib.sha256()
+    for src in selected_sources(p.ingest, _catalog(p)):
+        if only is not None and src.id not in only:
+            continue
+        for sf in src.files:
+            h.update(f"{src.id}/{sf.path}\0".encode())
+            if isinstance(mirror, Path):
+                f = mirror / sf.path
+                h.update(hashlib.sha256(f.read_bytes()).digest() if f.is_file() else b"absent")
+            else:
+                h.update((sf.sha256 or f"unpinned@{time.time_ns()}").encode())
+    for local in p.ingest.local if only is None else []:
+        root = Path(local.path)
+        if root.is_file():
+            h.update(hashlib.sha256(root.read_bytes()).digest())
+        elif root.is_dir():
+            _tree_digest(root, h)
+    return h.hexdigest()
+
+
+def fingerprint(params_json: str) -> dict[str, str]:
+    """One params slice (JSON) per stage: its sections, the code digest; ingest's and evaluate's add
+    the content digest of the source files they read, register's the whole params digest (register
+    is never cached)."""
+    from dagllm.stages.ingest import selected_sources
+
+    from dagllm.teamdata import resolve
+
+    # resolved as the stages would (a team's tasks join render.tasks); no secret here, so the
+    # tracking URI stays as given ("env")
+    p = resolve(Params.model_validate(json.loads(params_json)), check_files=False)[0]
+    data, code = p.to_dict(), code_digest()
+    out = {}
+    for stage, sections in STAGE_SECTIONS.items():
+        s: dict[str, Any] = {"stage": stage, "code": code, "params": {k: data[k] for k in sections}}
+        if stage == "ingest":
+            s["sources"] = sources_digest(p)
+        if stage == "evaluate":  # the benchmark files it reads
+            s["sources"] = sources_digest(p, {x.id for x in benchmark_sources(p, default_catalog(), selected_sources)})
+        if stage == "register":
+            s["digest"] = p.digest()
+        out[stage] = json.dumps(s, sort_keys=True, ensure_ascii=False)
+    return out
+
+
+def _tracking_uri_from_env() -> str:
+    """``mlflow.tracking_uri: env``: the cluster's MLflow URL, from the pod's environment (a Secret)."""
+    import os
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        raise RuntimeError("mlflow.tracking_uri is 'env' but MLFLOW_TRACKING_URI is not set in this pod: give the "
+                           "task the dagllm-mlflow Secret (key uri; kubeflow.secrets in params.yaml)")
+    return uri
 
 
 def _log(metrics: MetricsSink, values: dict[str, Any]) -> None:
@@ -57,7 +204,7 @@ def ingest(params_json: str, out_dir: Path, metrics: MetricsSink) -> None:
     from dagllm.stages.ingest import run_ingest
 
     p = _params(params_json)
-    cat = default_catalog()
+    cat = _catalog(p)
     with tempfile.TemporaryDirectory(prefix="dagllm-raw-") as raw:
         run_fetch(p.fetch, selected_sources(p.ingest, cat), mirror_location(p.paths.mirror),
                   Path(raw), out_dir / "fetch.json")
@@ -70,7 +217,7 @@ def render(params_json: str, canonical_dir: Path, out_dir: Path, metrics: Metric
     from dagllm.stages.render import run_render
 
     p = _params(params_json)
-    s = run_render(p.render, default_catalog(), canonical_dir / "records.parquet", out_dir / "records.parquet",
+    s = run_render(p.render, _catalog(p), canonical_dir / "records.parquet", out_dir / "records.parquet",
                    out_dir / "render.json")
     _log(metrics, {"records": s.records, **{f"task.{t}": n for t, n in s.per_task.items()}})
 
@@ -90,7 +237,8 @@ def validate(params_json: str, canonical_dir: Path, rendered_dir: Path, validate
     p = _params(params_json)
     s, kept = validate_points(read_parquet(canonical_dir / "records.parquet", "ingest"),
                               read_parquet(rendered_dir / "records.parquet", "render"), p.validate_, p.render.tasks,
-                              default_catalog(), report_dir, validated_dir / "quarantine", p.render.seed)
+                              _catalog(p), report_dir, validated_dir / "quarantine", p.render.seed,
+                              validated_dir / "canonical.parquet")
     _copy_page(report_dir / "docs", "rendered", html_path)
     _log(metrics, {f"{x.point}.{k}": v for x in s.points for k, v in
                    (("passed", sum(e["success"] for e in x.expectations)), ("expectations", len(x.expectations)),
@@ -105,7 +253,8 @@ def decontaminate(params_json: str, validated_dir: Path, canonical_dir: Path, ou
     from dagllm.stages.decontaminate import run_decontaminate
 
     p = _params(params_json)
-    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", canonical_dir / "records.parquet",
+    # benchmark items from the gate's kept canonical rows (canonical_dir only orders the DAG)
+    s = run_decontaminate(p.decontaminate, validated_dir / "records.parquet", validated_dir / "canonical.parquet",
                           out_dir / "records.parquet", out_dir / "decontamination.json")
     _log(metrics, {"records": s.records, "kept": s.kept, "dropped": s.dropped,
                    **{f"from.{k}": v for k, v in s.by_benchmark_source.items()}})
@@ -175,7 +324,8 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
         # protocol kit19 reads the benchmark files themselves (the loaders' documents): fetch them, verified
         run_fetch(p.fetch, benchmark_sources(p, default_catalog(), selected_sources), mirror_location(p.paths.mirror),
                   Path(raw), Path(raw) / "fetch.json")
-        s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "records.parquet", model_files(model_dir),
+        # canonical_dir is the validate step's output: canonical.parquet holds the benchmark rows the gate kept
+        s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "canonical.parquet", model_files(model_dir),
                          model_dir / "train_run.json", report_dir, val_dir / "records.parquet",
                          raw_dir=Path(raw), preset=p.train.model)
     _log(metrics, {f"{t}.{m}": v for t, ms in s.metrics.items() for m, v in ms.items()})
@@ -188,6 +338,11 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
         cm = confusion_matrix(report_dir / "samples" / f"{task}.jsonl")
         if cm is not None:
             confusion.log_confusion_matrix(*cm)
+        # The matrix lives in the artifact's metadata; a file at its path too, since kfp.local's
+        # cache treats an artifact without a file as missing (the task would never be a cache hit).
+        Path(confusion.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(confusion.path).write_text(json.dumps({"categories": cm[0], "matrix": cm[1]} if cm else {}),
+                                        encoding="utf-8")
 
 
 def register(params_json: str, model_dir: Path, eval_dir: Path, report_path: Path, metrics: MetricsSink) -> str:

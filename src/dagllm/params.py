@@ -24,7 +24,8 @@ class ParamsError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: YAML `true` is not an integer, `1` is not a string; only int -> float is converted.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PathsParams(_Section):
@@ -50,6 +51,17 @@ class LocalSource(_Section):
     license: str = Field(min_length=1, description="carried by every record of this source")
     split: Literal["train", "validation", "test"] = "train"
     benchmark: bool = Field(False, description="an evaluation file: never rendered for training")
+    tasks: list[str] = Field(default_factory=list, description="the tasks this file feeds: catalog task ids "
+                             "(`dagllm catalog ls`) or ids defined in `task_files`; rendered like catalog tasks")
+    task_files: list[str] = Field(default_factory=list, description="task YAMLs in the catalog's shape "
+                                  "(src/dagllm/catalog/tasks/*.yaml) defining new tasks fed by this file")
+
+    @model_validator(mode="after")
+    def _feeds_a_task(self) -> LocalSource:
+        if not self.benchmark and not self.tasks:
+            raise ValueError(f"local source {self.id!r} feeds no task: name its task(s) in `tasks` (a catalog "
+                             "task id, or one defined in `task_files`), or set benchmark: true")
+        return self
 
 
 class IngestParams(_Section):
@@ -177,14 +189,22 @@ class BalanceParams(_Section):
 class DecontaminateParams(_Section):
     """n-gram overlap between training records and every evaluation (benchmark) item."""
 
-    ngram_chars: int = Field(8, ge=3, le=64, description="character n-gram length, counted after removing "
-                             "whitespace (Korean spacing varies; a syllable carries a morpheme's worth)")
+    ngram_chars: int = Field(5, ge=3, le=64, description="character n-gram length, counted on letters and "
+                             "digits only (spacing and punctuation vary between copies; a syllable carries "
+                             "a morpheme's worth)")
     threshold: float = Field(0.6, gt=0, le=1, description="drop a record holding at least this share of "
                              "one benchmark text's n-grams; exact copies are always dropped")
+    edit_similarity: float = Field(0.8, gt=0, le=1, description="a benchmark text also counts as present when "
+                                   "its best-aligned stretch of the record is this similar (rapidfuzz "
+                                   "partial ratio: one word replaced in a short sentence stays above 0.8)")
     min_piece_chars: int = Field(5, ge=1, description="benchmark fields shorter than this (labels such as "
                                  "원인/결과, scores, single words) are not part of an item's text")
-    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (without whitespace) is "
+    min_unit_chars: int = Field(20, ge=1, description="a benchmark field this long (letters and digits) is "
                                 "also matched on its own; shorter fields only as part of their whole item")
+    unit_fields: dict[str, list[str]] = Field(
+        default_factory=lambda: {"kobest_sentineg": ["text", "text_origin"]},
+        description="benchmark source -> fields matched on their own whatever their length (the scored "
+        "sentence of single-sentence benchmarks, most of them shorter than min_unit_chars)")
 
 
 class TinyModelParams(_Section):
@@ -346,11 +366,16 @@ class TolerationParams(_Section):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
 
 
+_STAGE = Literal["ingest", "render", "validate", "decontaminate", "balance", "train", "evaluate", "register"]
+
+
 class SecretEnvParams(_Section):
     """A Kubernetes Secret whose keys become environment variables (values never in git)."""
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     env: dict[str, str] = Field(min_length=1, description="secret key -> environment variable")
+    tasks: list[_STAGE] = Field(["train", "evaluate", "register"], min_length=1,
+                                description="the tasks that get it (only those that use it)")
 
 
 class ImagesParams(_Section):
@@ -404,7 +429,17 @@ class KubeflowParams(_Section):
     retries: int = Field(3, ge=0, le=10, description="retries of the tasks that talk to MLflow")
     retry_backoff: str = Field("60s", pattern=r"^[0-9]+s$")
     experiment: str = Field("dagllm", min_length=1, description="KFP experiment for submit and schedule")
+    namespace: str | None = Field(None, description="KFP profile namespace (multi-user KFP) of the experiment "
+                                  "and runs; the token comes from KFP_TOKEN")
     service_account: str = Field("dagllm-pipeline-runner", min_length=1)
+    # --- cluster profile (pipelines/cluster.yaml): what a run on KFP reads besides its image ---
+    mirror_pvc: str | None = Field(None, description="existing PVC holding the source mirror, mounted on "
+                                   "fingerprint, ingest and evaluate at mirror_mount (set paths.mirror to that path)")
+    mirror_mount: str = Field("/mnt/mirror", pattern=r"^/")
+    run_as_user: int = Field(1000, ge=1, description="uid (and gid) of every pipeline container; the images' user")
+    allow_laptop_defaults: list[Literal["sqlite", "samples", "tiny"]] = Field(
+        default_factory=list, description="compile/submit for a cluster even with a SQLite store, the sample "
+        "mirror or the tiny model (a smoke test); empty = refuse them")
     train_job: TrainJobParams = Field(TrainJobParams(), description="multi-node training (train.num_nodes > 1): "
                                       "the Kubeflow Trainer TrainJob the train step creates")
 
@@ -458,7 +493,7 @@ class Params(_Section):
     kubeflow: KubeflowParams = KubeflowParams()
     serve: ServeParams = ServeParams()
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with the YAML key names (``validate``, not ``validate_``)."""

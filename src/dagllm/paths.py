@@ -79,6 +79,11 @@ class Layout:
         return self.data / "validated" / "records.parquet"
 
     @property
+    def validated_canonical(self) -> Path:
+        """The canonical rows the ingested gate kept (decontamination and evaluation read these)."""
+        return self.data / "validated" / "canonical.parquet"
+
+    @property
     def validation_quarantine(self) -> Path:
         return self.data / "validated" / "quarantine"
 
@@ -157,3 +162,19 @@ class Layout:
     @property
     def promotion_report(self) -> Path:
         return self.reports / "promotion.json"
+
+
+def runtime_file(path: Path | str) -> Path:
+    """A run-time file of the project (e.g. ``register.policy``) as a task will find it.
+
+    A relative path that is not under the working directory resolves against ``$DAGLLM_HOME``
+    when that is set: the images set it to where they copy the repository's files, since a
+    KFP task runs in the image's working directory, not in a checkout.
+    """
+    import os
+
+    path = Path(path)
+    home = os.environ.get("DAGLLM_HOME")
+    if path.is_absolute() or path.exists() or not home:
+        return path
+    return Path(home) / path

@@ -30,6 +30,14 @@ def compact(text: str) -> str:
     return _WS.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
+def skeleton(text: str) -> str:
+    """Letters and digits only (NFKC, casefolded): copies that differ in spacing or punctuation are equal."""
+    return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text).casefold())
+
+
 def _classes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Character class of every character of all texts (0 space, 1 Hangul, 2 Latin, 3 digit,
     4 other letter, 5 symbol) and the start offset of each text."""

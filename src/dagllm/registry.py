@@ -87,7 +87,9 @@ def load_policy(path: Path | str) -> PromotionPolicy:
     Raises:
         PolicyError: the file is missing, not YAML, or a key is unknown or out of range.
     """
-    path = Path(path)
+    from dagllm.paths import runtime_file
+
+    path = runtime_file(path)
     if not path.is_file():
         raise PolicyError(f"{path}: promotion policy not found (set register.policy in params.yaml; "
                           "the repository's default is mlflow/promotion_policy.yaml)")

@@ -163,3 +163,77 @@ def test_no_secret_material_in_the_tree():
             text = path.read_text()
             assert not re.search(r"(?i)(secret_access_key|password)\s*[:=]\s*['\"]?[A-Za-z0-9/+]{12,}", text), path
             assert "kind: Secret" not in text, path
+
+
+def test_mlflow_reachable_with_auth_and_one_migration(rendered):
+    """In-cluster clients send Host: mlflow:5000, so every allowed host carries the port; the server
+    runs MLflow's basic-auth app; one Job migrates, each replica waits for it; uploads have room."""
+    _, docs = rendered
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("dagllm-mlflow-config"))
+    hosts = cm["data"]["allowed_hosts"].split(",")
+    service = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == "mlflow")
+    port = service["spec"]["ports"][0]["port"]
+    assert hosts and all(h.rsplit(":", 1)[-1] == str(port) for h in hosts), hosts
+    assert f"mlflow:{port}" in hosts
+    deploy = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow")
+    pod = deploy["spec"]["template"]["spec"]
+    server = pod["containers"][0]
+    assert "--app-name=basic-auth" in server["args"]
+    env = {e["name"]: e for e in server["env"]}
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "dagllm-mlflow-auth"
+    assert [c["name"] for c in pod.get("initContainers", [])] == ["wait-for-schema"]
+    jobs = [d for d in docs if d["kind"] == "Job" and "upgrade" in d["spec"]["template"]["spec"]["containers"][0]["command"]]
+    assert len(jobs) == 1 and jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["mlflow", "db", "upgrade"]
+    tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
+    assert int(tmp["emptyDir"]["sizeLimit"].removesuffix("Gi")) >= 24  # a 5.8b model (11.6 GB) spools here
+
+
+def test_pvcs_name_a_storage_class_and_the_profile_volumes_exist(rendered):
+    _, docs = rendered
+    pvcs = {d["metadata"]["name"]: d for d in docs if d["kind"] == "PersistentVolumeClaim"}
+    assert all(p["spec"].get("storageClassName") for p in pvcs.values()), sorted(pvcs)
+    profile = yaml.safe_load((REPO / "pipelines/cluster.yaml").read_text())
+    params = load_params(REPO / "params.yaml")
+    assert {profile["kubeflow"]["mirror_pvc"], params.kubeflow.model_pvc} <= set(pvcs)
+
+
+def test_network_policies_admit_only_what_must_talk(rendered):
+    _, docs = rendered
+    for pol in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        for rule in pol["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                assert "namespaceSelector" not in peer, pol["metadata"]["name"]  # no whole namespaces
+                assert peer["podSelector"].get("matchLabels"), pol["metadata"]["name"]  # no "any pod"
+    role = next(d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "dagllm-pipeline-runner")
+    for rule in role["rules"]:
+        if "secrets" in rule["resources"]:
+            assert rule["resourceNames"] == ["mlpipeline-minio-artifact"] and rule["verbs"] == ["get"]
+
+
+def test_serve_renders_validates_and_names_its_env():
+    out = subprocess.run(["kubectl", "kustomize", str(K8S / "serve")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    deploy = next(d for d in docs if d["kind"] == "Deployment")
+    c = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert "envFrom" not in c  # envFrom of a Secret yields its lowercase key names as variables
+    names = {e["name"] for e in c["env"]}
+    assert {"MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= names
+    pol = next(d for d in docs if d["kind"] == "NetworkPolicy")
+    assert pol["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+
+
+def test_the_pipeline_pods_mlflow_admits_are_labelled_so():
+    """The mlflow-ingress policy's pipeline label is what the compiler puts on train/evaluate/register."""
+    from pipelines.dagllm_pipeline import MLFLOW_CLIENT_LABEL, SERVICE_TASKS
+
+    pol = next(d for d in yaml.safe_load_all((K8S / "base/networkpolicy.yaml").read_text())
+               if d["metadata"]["name"] == "mlflow-ingress")
+    assert {MLFLOW_CLIENT_LABEL: "true"} in [p["podSelector"]["matchLabels"] for p in pol["spec"]["ingress"][0]["from"]]
+    _, platform = yaml.safe_load_all((REPO / "pipelines/compiled/dagllm.yaml").read_text())
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    labelled = {n.removeprefix("exec-").removesuffix("-op") for n, e in executors.items()
+                if e.get("podMetadata", {}).get("labels", {}).get(MLFLOW_CLIENT_LABEL) == "true"}
+    assert labelled == set(SERVICE_TASKS)

@@ -88,7 +88,9 @@ def test_manifest_runs_the_node_launcher_with_all_gpus_on_the_volume(tmp_path):
     # the torch runtime sets the PET_ rendezvous itself and its webhook rejects a job that sets them
     assert not [e for e in tr["env"] if e["name"].startswith("PET_")]
     secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in tr["env"] if "valueFrom" in e}
-    assert secret_env["AWS_ACCESS_KEY_ID"] == {"name": "dagllm-object-store", "key": "access_key_id"}
+    # the Secrets of kubeflow.secrets meant for the train task, as the train task gets them
+    assert secret_env == {var: {"name": s.name, "key": key} for s in p.kubeflow.secrets if "train" in s.tasks
+                          for key, var in s.env.items()}
     assert secret_env["MLFLOW_TRACKING_PASSWORD"] == {"name": "dagllm-mlflow", "key": "password"}
     assert not [e for e in tr["env"] if "value" in e and "SECRET" in e["name"]]
     (patch,) = job["spec"]["runtimePatches"]
@@ -103,7 +105,7 @@ def test_manifest_runs_the_node_launcher_with_all_gpus_on_the_volume(tmp_path):
     assert vols[next(n for n, m in mounts.items() if m == p.kubeflow.model_mount)]["persistentVolumeClaim"] == {
         "claimName": "dagllm-models"}
     assert vols[next(n for n, m in mounts.items() if m == "/dev/shm")]["emptyDir"]["medium"] == "Memory"
-    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 1000
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == p.kubeflow.run_as_user
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]

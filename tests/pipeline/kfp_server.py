@@ -87,6 +87,11 @@ class FakeKfp:
             rid = str(uuid.uuid4())
             self.recurring[rid] = {**call.body, "recurring_run_id": rid, "status": "ENABLED", "created_at": now}
             return 200, self.recurring[rid]
+        if m == "GET" and p == f"{API}/recurringruns":
+            rows = [r for r in self.recurring.values() if r["experiment_id"] == q.get("experiment_id", r["experiment_id"])]
+            return 200, _listing("recurringRuns", rows, q)  # the JSON name kfp_server_api reads
+        if m == "DELETE" and (hit := re.fullmatch(rf"{API}/recurringruns/([-\w]+)", p)):
+            return (200, self.recurring.pop(hit[1]) and {}) if hit[1] in self.recurring else (404, {"error": "not found"})
         if m == "GET" and (hit := re.fullmatch(rf"{API}/(runs|recurringruns|experiments)/([-\w]+)", p)):
             store = {"runs": self.runs, "recurringruns": self.recurring, "experiments": self.experiments}[hit[1]]
             return (200, store[hit[2]]) if hit[2] in store else (404, {"error": "not found"})

@@ -38,7 +38,9 @@ def test_tag_matches_params_and_project_version(kind: str):
 
 @pytest.mark.parametrize("kind", ["cpu", "train"])
 def test_base_image_is_pinned(kind: str):
-    froms = re.findall(r"^FROM (\S+)", _text(kind), re.M)
+    text = _text(kind)
+    # FROM ${BASE}: the pinned default of the build argument is what a plain build uses
+    froms = [re.sub(r"^\$\{(\w+)\}$", lambda m: _arg(text, m[1]), ref) for ref in re.findall(r"^FROM (\S+)", text, re.M)]
     assert froms
     for ref in froms:
         name, _, tag = ref.split("@")[0].rpartition(":")
@@ -51,7 +53,8 @@ def test_base_image_is_pinned(kind: str):
 def test_python_and_torch_agree_with_ci():
     requires = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
     minor = re.search(r">=(3\.\d+)", requires)[1]
-    assert re.search(rf"^FROM python:{re.escape(minor)}\.\d+-", _text("cpu"), re.M)
+    assert re.search(rf"^ARG BASE=python:{re.escape(minor)}\.\d+-", _text("cpu"), re.M)
+    assert re.search(r"^FROM \$\{BASE\}$", _text("cpu"), re.M)
     assert f"python{minor} -m venv" in _text("train")
     torch = LOCK["torch"].split("+")[0]
     for kind in ("cpu", "train"):
@@ -69,6 +72,15 @@ def test_installs_from_the_lock_and_runs_as_non_root(kind: str):
     assert not re.search(r"pip install (?!--no-deps \.)(?!-r )(?!--index-url)[^\n]*==", text)  # no ad-hoc pins
     assert re.search(r"^USER 1000:1000$", text, re.M)
     assert "deepspeed" in LOCK and "kfp" in LOCK and "kfp-kubernetes" in LOCK
+
+
+@pytest.mark.parametrize("kind", ["cpu", "train"])
+def test_promotion_policy_is_copied_where_dagllm_home_points(kind: str):
+    text = _text(kind)
+    home = re.search(r"DAGLLM_HOME=(\S+)", text)[1]
+    assert re.search(r"^WORKDIR " + re.escape(home) + "$", text, re.M)
+    assert re.search(r"^COPY mlflow/promotion_policy.yaml \./mlflow/$", text, re.M)
+    assert PARAMS.register_.policy == "mlflow/promotion_policy.yaml"
 
 
 def test_dockerignore_keeps_data_out_of_the_context():

@@ -24,17 +24,22 @@ def test_kept_yaml_matches_the_code(tmp_path: Path):
 def test_compiled_spec_wiring_and_defaults():
     spec = next(yaml.safe_load_all(COMPILED.read_text()))  # 2nd document: the Kubernetes platform spec
     tasks = spec["root"]["dag"]["tasks"]
-    assert sorted(tasks) == sorted(STAGES)
+    assert sorted(tasks) == sorted([*STAGES, "fingerprint-op"])
     default = spec["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"]
     assert json.loads(default) == load_params(REPO / "params.yaml").to_dict()
     assert tasks["register-op"]["cachingOptions"] == {}  # caching off: it talks to the registry
-    assert tasks["ingest-op"]["cachingOptions"] == {}  # caching off: the mirror lives outside the pipeline
+    assert tasks["fingerprint-op"]["cachingOptions"] == {}  # caching off: digests the mirror on every run
+    assert tasks["ingest-op"]["cachingOptions"] == {"enableCache": True}  # keyed on the sources' digest
+    for name in STAGES:  # each stage's params come from the fingerprint (its slice), not the whole params_json
+        source = tasks[name]["inputs"]["parameters"]["params_json"]["taskOutputParameter"]
+        assert source == {"producerTask": "fingerprint-op", "outputParameterKey": name.removesuffix("-op")}
     assert tasks["train-op"]["cachingOptions"] == {"enableCache": True}
-    assert tasks["balance-op"]["dependentTasks"] == ["decontaminate-op"]
-    assert sorted(tasks["decontaminate-op"]["dependentTasks"]) == ["ingest-op", "validate-op"]
+    assert sorted(tasks["balance-op"]["dependentTasks"]) == ["decontaminate-op", "fingerprint-op"]
+    assert sorted(tasks["decontaminate-op"]["dependentTasks"]) == ["fingerprint-op", "ingest-op", "validate-op"]
     evaluate_inputs = tasks["evaluate-op"]["inputs"]["artifacts"]
     assert evaluate_inputs["model"]["taskOutputArtifact"]["producerTask"] == "train-op"
-    assert evaluate_inputs["canonical"]["taskOutputArtifact"]["producerTask"] == "ingest-op"
+    # benchmark rows the gate kept (issue 14): the validate step's output, not the pre-gate table
+    assert evaluate_inputs["canonical"]["taskOutputArtifact"]["producerTask"] == "validate-op"
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert len(images) == 2 and not any(i.endswith(":latest") for i in images)  # CPU image + training image
 
@@ -48,12 +53,12 @@ def test_localize_makes_paths_absolute(workdir: Path):
 
 @pytest.mark.slow
 def test_whole_dag_runs_under_kfp_local(workdir: Path):
-    result = run_local(params_from_dict(small_params(evaluate={"limit": 6})), workdir / "kfp")
+    result = run_local(params_from_dict(small_params(evaluate={"limit": 6})), workdir / "kfp", cache=True)
     assert result["registered_version"] == "1"
     client = registry(workdir / "mlflow.db")
     champion = client.get_model_version_by_alias("dagllm-ko", "champion")
     assert str(champion.version) == "1" and "metric.kobest_copa.acc" in champion.tags
-    runs = list((workdir / "kfp").iterdir())
+    runs = [r for r in (workdir / "kfp").iterdir() if r.name != ".kfp_cache"]
     assert len(runs) == 1
     html = list((runs[0] / "validate-op").rglob("data_docs"))
     assert html and html[0].read_text().lstrip().lower().startswith("<!doctype html")
@@ -62,6 +67,18 @@ def test_whole_dag_runs_under_kfp_local(workdir: Path):
     model = next((runs[0] / "train-op").rglob("model"))
     assert (model / "hf" / "config.json").is_file()  # kfp.local: no PVC, the files stay in the artifact
 
+    # Caching (KFP's keys, computed by kfp.local): an unchanged rerun executes only the uncached
+    # fingerprint and register; a change to serve.* (read by no stage) changes nothing else; a
+    # change to evaluate.* reruns evaluate only (train is reused).
+    def executed(**sections) -> set[str]:
+        before = {r.name for r in (workdir / "kfp").iterdir()}
+        run_local(params_from_dict(small_params(**{"evaluate": {"limit": 6}, **sections})), workdir / "kfp", cache=True)
+        (new,) = {r.name for r in (workdir / "kfp").iterdir()} - before
+        return {t.name.removesuffix("-op") for t in (workdir / "kfp" / new).iterdir() if t.is_dir()}
+
+    assert executed() == {"fingerprint", "register"}
+    assert executed(serve={"port": 8123}) == {"fingerprint", "register"}
+    assert executed(evaluate={"limit": 5}) == {"fingerprint", "evaluate", "register"}
 
 def _image_of(spec: dict, task: str) -> str:
     comp = spec["root"]["dag"]["tasks"][task]["componentRef"]["name"]

@@ -25,7 +25,7 @@ def docs():
 def test_every_task_has_requests_and_limits(docs):
     pipeline, _ = docs
     executors = pipeline["deploymentSpec"]["executors"]
-    assert len(executors) == 8
+    assert len(executors) == 9  # 8 stages + fingerprint
     for name, ex in executors.items():
         res = ex["container"]["resources"]
         for key in ("resourceCpuRequest", "resourceCpuLimit", "resourceMemoryRequest", "resourceMemoryLimit"):
@@ -54,11 +54,20 @@ def test_pvc_secrets_and_shm(docs):
         ex = k8s[f"exec-{name}-op"]
         assert [(m["constant"], m["mountPath"]) for m in ex["pvcMount"]] == [("dagllm-models", "/mnt/models")]
         envs = {e["envVar"]: (s["secretName"], e["secretKey"]) for s in ex["secretAsEnv"] for e in s["keyToEnv"]}
-        assert envs["AWS_SECRET_ACCESS_KEY"] == ("dagllm-object-store", "secret_access_key")
         assert envs["MLFLOW_TRACKING_PASSWORD"] == ("dagllm-mlflow", "password")
+        assert envs["MLFLOW_TRACKING_URI"] == ("dagllm-mlflow", "uri")
+        assert not any(e.startswith("AWS_") for e in envs)  # artifacts go through the MLflow proxy
     assert k8s["exec-train-op"]["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm",
                                                         "sizeLimit": "16Gi", "volumeName": "dshm"}]
-    assert set(k8s) == {"exec-train-op", "exec-evaluate-op", "exec-register-op"}  # CPU data tasks: nothing
+    for name in ("fingerprint", "ingest", "render", "validate", "decontaminate", "balance"):  # no secret, no PVC
+        assert set(k8s[f"exec-{name}-op"]) == {"securityContext"}
+
+
+def test_every_pod_runs_as_the_images_non_root_user(docs):
+    pipeline, k8s = docs
+    assert len(k8s) == len(pipeline["root"]["dag"]["tasks"]) == 9
+    for name, ex in k8s.items():
+        assert ex["securityContext"] == {"runAsUser": "1000", "runAsGroup": "1000", "runAsNonRoot": True}, name
 
 
 def test_retries_caching_display_names(docs):
@@ -68,7 +77,8 @@ def test_retries_caching_display_names(docs):
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
     assert "retryPolicy" not in tasks["render-op"]
     cached = {n for n, t in tasks.items() if t["cachingOptions"].get("enableCache")}
-    assert cached == {"render-op", "validate-op", "decontaminate-op", "balance-op", "train-op", "evaluate-op"}
+    assert cached == {"ingest-op", "render-op", "validate-op", "decontaminate-op", "balance-op", "train-op",
+                      "evaluate-op"}  # not fingerprint-op (digests the sources each run) nor register-op
     assert all(t["taskInfo"]["name"] != n for n, t in tasks.items())  # every task has a display name
 
 

@@ -5,6 +5,7 @@ it is not Kubeflow, so these tests check the calls and their bodies, not what a 
 """
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,12 +13,14 @@ from typer.testing import CliRunner
 
 from dagllm.cli import app
 from dagllm.params import load_params
+from pipelines.dagllm_pipeline import with_profile
 from pipelines.submit import SubmitError, kfp_cron
 
 from ..conftest import REPO
 from .kfp_server import API, KfpStandIn
 
 PARAMS = str(REPO / "params.yaml")
+PROFILE = str(REPO / "pipelines/cluster.yaml")
 
 
 def _cli(*args: str):
@@ -30,7 +33,7 @@ def _routes(calls) -> list[str]:
 
 def test_submit_then_schedule_make_the_right_calls():
     with KfpStandIn() as kfp:
-        first = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--version-name", "v1",
+        first = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE, "--version-name", "v1",
                      "--run-name", "smoke", "mlflow.tracking_uri=http://mlflow.dagllm:5000")
         assert first.exit_code == 0, first.output
         assert _routes(kfp.state.calls) == [
@@ -50,12 +53,12 @@ def test_submit_then_schedule_make_the_right_calls():
         assert run["service_account"] == "dagllm-pipeline-runner"
 
         kfp.state.calls.clear()
-        second = _cli("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--cron", "0 3 * * 1",
+        second = _cli("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE, "--cron", "0 3 * * 1",
                       "--version-name", "v2")
         assert second.exit_code == 0, second.output
         # The pipeline and the experiment exist now: a new version, and the same experiment.
         assert _routes(kfp.state.calls) == ["GET /pipelines", "POST /pipelines/upload_version", "GET /experiments",
-                                            "POST /recurringruns"]
+                                            "GET /recurringruns", "POST /recurringruns"]
         (rec,) = kfp.state.recurring.values()
         assert rec["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * 1"
         assert rec["max_concurrency"] == "1" or rec["max_concurrency"] == 1
@@ -68,18 +71,18 @@ def test_submit_then_schedule_make_the_right_calls():
 
 def test_server_refusal_is_one_line():
     with KfpStandIn() as kfp:
-        assert _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--version-name", "v1").exit_code == 0
-        again = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--version-name", "v1")
+        assert _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE, "--version-name", "v1").exit_code == 0
+        again = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE, "--version-name", "v1")
     assert again.exit_code == 1
     assert "KFP server answered 409" in again.output and "Traceback" not in again.output
 
 
 def test_bad_cron_and_host_fail_before_any_call():
     with KfpStandIn() as kfp:
-        bad = _cli("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--cron", "every monday")
+        bad = _cli("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE, "--cron", "every monday")
         assert bad.exit_code == 2 and "5 fields" in bad.output
         assert kfp.state.calls == []
-    nohost = _cli("pipeline", "submit", "--host", "localhost:8888", "--params", PARAMS)
+    nohost = _cli("pipeline", "submit", "--host", "localhost:8888", "--params", PARAMS, "--profile", PROFILE)
     assert nohost.exit_code == 2 and "http://" in nohost.output
 
 
@@ -97,10 +100,47 @@ def test_kfp_cron_rejects():
 def test_submitted_spec_carries_the_run_params(tmp_path):
     """The uploaded package is the compiled pipeline of the same params (defaults = what is sent)."""
     with KfpStandIn() as kfp:
-        assert _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "train.max_steps=7").exit_code == 0
+        assert _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE, "train.max_steps=7").exit_code == 0
         upload = next(c for c in kfp.state.calls if c.path.endswith("/pipelines/upload")).upload
     start = upload.index(b"# PIPELINE DEFINITION")
     spec = next(yaml.safe_load_all(upload[start:].split(b"\r\n--")[0].decode()))
     default = json.loads(spec["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"])
     assert default["train"]["max_steps"] == 7
-    assert default == load_params(PARAMS, ["train.max_steps=7"]).to_dict()
+    expected = with_profile(load_params(PARAMS), Path(PROFILE)).to_dict()
+    expected["train"]["max_steps"] = 7  # the override wins over the profile
+    assert default == expected
+
+
+def test_laptop_defaults_are_refused_before_any_call():
+    with KfpStandIn() as kfp:
+        res = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS)
+        assert res.exit_code == 2 and "Traceback" not in res.output
+        # one error naming each laptop default (params.yaml: SQLite store, auto mirror, tiny model)
+        for key in ("mlflow.tracking_uri='sqlite:///mlflow.db'", "paths.mirror='auto'", "train.model='tiny'"):
+            assert key in res.output.replace("\n", "")
+        assert kfp.state.calls == []
+
+
+def test_schedule_again_replaces_its_recurring_run():
+    with KfpStandIn() as kfp:
+        args = ("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE)
+        assert _cli(*args, "--cron", "0 3 * * 1", "--version-name", "v1").exit_code == 0
+        assert _cli(*args, "--cron", "0 4 * * 1", "--name", "other", "--version-name", "v2").exit_code == 0
+        (first,) = [r for r in kfp.state.recurring.values() if r["display_name"] == "dagllm-retrain"]
+        again = _cli(*args, "--cron", "0 5 * * 2", "--version-name", "v3")
+        assert again.exit_code == 0, again.output
+        assert f"replaces {first['recurring_run_id']}" in again.output
+        names = sorted(r["display_name"] for r in kfp.state.recurring.values())
+        assert names == ["dagllm-retrain", "other"]  # one of each: replaced, the other schedule untouched
+        (now,) = [r for r in kfp.state.recurring.values() if r["display_name"] == "dagllm-retrain"]
+        assert now["trigger"]["cron_schedule"]["cron"] == "0 0 5 * * 2"
+        assert f"DELETE {API}/recurringruns/{first['recurring_run_id']}" in [f"{c.method} {c.path}" for c in kfp.state.calls]
+
+
+def test_namespace_reaches_the_experiment():
+    with KfpStandIn() as kfp:
+        res = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE,
+                   "kubeflow.namespace=team-ml")
+        assert res.exit_code == 0, res.output
+        (exp,) = kfp.state.experiments.values()
+        assert exp["namespace"] == "team-ml"

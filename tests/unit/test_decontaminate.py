@@ -62,7 +62,8 @@ def test_units_are_whole_items_and_long_fields():
         ("kobest_copa", "*"), ("kobest_boolq", "*"), ("kobest_boolq", "passage"),
         ("klue_sts", "*"), ("klue_sts", "sentence1"), ("klue_sts", "sentence2")}
     copa = next(u for u in units if u.source == "kobest_copa")
-    assert copa.pieces == ["아이가놀이터에서넘어져무릎을다쳤다.", "엄마가상처에연고를발라주었다.", "아이는새운동화를샀다."]
+    # letters and digits only: spacing and punctuation differ between copies
+    assert copa.pieces == ["아이가놀이터에서넘어져무릎을다쳤다", "엄마가상처에연고를발라주었다", "아이는새운동화를샀다"]
 
 
 def test_a_shared_everyday_sentence_alone_is_not_contamination():
@@ -90,7 +91,12 @@ def test_planted_copies_and_near_copies_are_dropped_and_reported():
 
 def test_threshold_and_n_are_params_but_exact_copies_always_go():
     _, strict = decontaminate_frame(_records(), _canonical(), DecontaminateParams(threshold=1.0))
-    assert {h["id"] for h in strict.contaminated} == {"r0", "r2"}  # the near copy survives at 1.0
+    # the near copy differs from the passage in one word only (자라며 -> 자라고): still caught at 1.0
+    assert {h["id"] for h in strict.contaminated} == {"r0", "r1", "r2"}
+    records = _records()
+    records.loc[1, "input"] = records.loc[1, "input"].replace("여름에 노란꽃을", "가을에 붉은 열매를")  # two more words
+    _, strict = decontaminate_frame(records, _canonical(), DecontaminateParams(threshold=1.0, edit_similarity=1.0))
+    assert {h["id"] for h in strict.contaminated} == {"r0", "r2"}
     _, loose = decontaminate_frame(_records(), _canonical(), DecontaminateParams(threshold=0.2, ngram_chars=4))
     assert {"r0", "r1", "r2"} <= {h["id"] for h in loose.contaminated}
 
@@ -100,11 +106,59 @@ def test_cli_writes_report(workdir):
 
     from dagllm.cli import app
 
-    for sub, frame in (("canonical", _canonical()), ("validated", _records())):
-        (workdir / f"data/{sub}").mkdir(parents=True)
-        frame.to_parquet(workdir / f"data/{sub}/records.parquet", index=False)
+    (workdir / "data/validated").mkdir(parents=True)
+    _records().to_parquet(workdir / "data/validated/records.parquet", index=False)
+    _canonical().to_parquet(workdir / "data/validated/canonical.parquet", index=False)  # the gate's kept rows
     result = CliRunner().invoke(app, ["decontaminate"])
     assert result.exit_code == 0, result.output
     report = json.loads((workdir / "reports/decontamination.json").read_text())
     assert report["dropped"] == 3 and report["by_kind"] == {"exact_copy": 2, "ngram_overlap": 1}
     assert len(pd.read_parquet(workdir / "data/decontaminated/records.parquet")) == 21
+
+
+# Short single-sentence benchmark items written for this test in KoBEST SentiNeg's test layout, and
+# training rows that hold them exactly, lightly edited, or not at all.
+SENTINEG = ["배송이 빨라서 정말 좋지는 않았어요", "포장이 엉망이 아니라 실망하지 않았습니다",
+            "가격 대비 품질이 훌륭하지 않아요", "사용해도 고장이 나지 않았어요"]
+HOST = "이번 달에 산 물건들을 정리하면서 느낀 점을 적어 둔다. {} 다음에도 같은 가게를 이용할지 고민이다."
+
+
+def _sentineg_canonical() -> pd.DataFrame:
+    rows = [{"id": f"s{i}", "source": "kobest_sentineg", "split": "test", "native_id": str(i),
+             "fields": json.dumps({"text": t, "text_origin": "원래 문장은 여기에 따로 있습니다", "label_origin": "1"},
+                                  ensure_ascii=False),
+             "label": "0", "license": "CC BY-SA 4.0", "benchmark": True, "file": "f", "line": i + 2}
+            for i, t in enumerate(SENTINEG)]
+    return pd.DataFrame(rows, columns=CANONICAL_COLUMNS)
+
+
+def test_short_items_are_matched_exactly_and_with_light_edits_but_not_look_alikes():
+    edits = {
+        "exact": SENTINEG,
+        "punctuation": [t + "!!" for t in SENTINEG[:2]] + [t.replace(" ", ", ", 1) for t in SENTINEG[2:]],
+        "whitespace": [t.replace(" ", "") for t in SENTINEG[:2]] + [t.replace("대비", "대 비") for t in SENTINEG[2:3]],
+        "word": ["배송이 빨라서 너무 좋지는 않았어요", "포장이 엉망이 아니라 화나지 않았습니다",
+                 "가격 대비 디자인이 훌륭하지 않아요", "써봐도 고장이 나지 않았어요"],
+    }
+    rows = [_rec(f"{kind}{j}", "다음 글을 요약하세요.", HOST.format(t), "요약") for kind, ts in edits.items()
+            for j, t in enumerate(ts)]
+    # clean rows: same domain, words in common, but no benchmark sentence
+    clean = ["배송이 늦어서 정말 아쉬웠어요", "포장이 깔끔해서 좋았습니다", "가격이 싸서 품질은 기대하지 않았어요",
+             "한 달 사용했는데 고장이 났어요", "정말 좋았어요 다시 살게요"]
+    rows += [_rec(f"clean{j}", "다음 글을 요약하세요.", HOST.format(t), "요약") for j, t in enumerate(clean)]
+    _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), _sentineg_canonical(),
+                               DecontaminateParams())
+    caught = {h["id"] for h in s.contaminated}
+    assert {f"r{kind}{j}" for kind, ts in edits.items() for j in range(len(ts))} == caught
+    assert {h["benchmark"]["field"] for h in s.contaminated} == {"text"}
+    kinds = {h["id"]: h["kind"] for h in s.contaminated}
+    assert all(kinds[f"rexact{j}"] == "exact_copy" for j in range(4))
+    assert all(kinds[f"rpunctuation{j}"] == "exact_copy" for j in range(4))  # punctuation is not text
+
+
+def test_short_items_are_not_units_when_the_source_is_not_listed():
+    canonical = _sentineg_canonical()
+    rows = [_rec(0, "다음 글을 요약하세요.", HOST.format(SENTINEG[0]), "요약")]
+    _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), canonical,
+                               DecontaminateParams(unit_fields={}))
+    assert s.dropped == 0  # 15 letters, under min_unit_chars, and text + text_origin not both there

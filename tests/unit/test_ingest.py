@@ -100,7 +100,8 @@ def test_local_sources_use_the_same_readers_and_quarantine(mirror_copy: Path, tm
     own.parent.mkdir()
     own.write_text("id\tdocument\tlabel\n1\t우리 팀이 모은 리뷰\t1\n2\t\t0\n3\t별점 없음\t9\n", encoding="utf-8")
     params = IngestParams(sources=["apeach"], local=[LocalSource(id="team_reviews", path=str(own),
-                                                                 reader="nsmc_ratings", license="internal")])
+                                                                 reader="nsmc_ratings", license="internal",
+                                                                 tasks=["nsmc_sentiment"])])
     out = tmp_path / "out"
     run_ingest(params, load_catalog(), mirror_copy, out / "records.parquet", out / "rejected", out / "ingest.json")
     table = pd.read_parquet(out / "records.parquet")
@@ -113,11 +114,12 @@ def test_local_sources_use_the_same_readers_and_quarantine(mirror_copy: Path, tm
 def test_local_source_errors_name_the_key(mirror_copy: Path, tmp_path: Path):
     from dagllm.params import LocalSource
 
-    clash = IngestParams(sources=["apeach"], local=[LocalSource(id="apeach", path="x", reader="apeach", license="l")])
+    clash = IngestParams(sources=["apeach"], local=[LocalSource(id="apeach", path="x", reader="apeach", license="l",
+                                                                tasks=["apeach_hate"])])
     with pytest.raises(IngestError, match="ingest.local: id 'apeach' is a catalog source"):
         run_ingest(clash, load_catalog(), mirror_copy, tmp_path / "r.parquet", tmp_path / "rej", tmp_path / "i.json")
     gone = IngestParams(sources=["apeach"], local=[LocalSource(id="mine", path="nowhere.tsv", reader="apeach",
-                                                               license="l")])
+                                                               license="l", tasks=["apeach_hate"])])
     with pytest.raises(IngestError, match=r"ingest.local mine: file nowhere\.tsv not found"):
         run_ingest(gone, load_catalog(), mirror_copy, tmp_path / "r.parquet", tmp_path / "rej", tmp_path / "i.json")
 

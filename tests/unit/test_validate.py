@@ -256,3 +256,30 @@ def test_the_gate_re_renders_group_paired_records_with_the_render_seed(tmp_path:
     # another seed pairs differently: those records are not what the gate renders, so none is vouched for
     validate_points(canonical, records, params, [task.id], catalog, tmp_path / "w", tmp_path / "q2", render_seed=12)
     assert json.loads((tmp_path / "w/particles.json").read_text())["unverified"] > 0
+
+
+def test_a_benchmark_row_the_gate_quarantines_is_not_used_downstream(tmp_path: Path):
+    """decontaminate (and evaluate) read data/validated/canonical.parquet: the gate's kept rows."""
+    from dagllm.params import DecontaminateParams
+    from dagllm.stages.decontaminate import run_decontaminate
+
+    item = "해바라기는 국화과에 속하는 한해살이풀로 키가 2미터까지 자라며 여름에 노란 꽃을 피운다"
+    fields = {"passage": item, "question": "질문인가?", "note": "가" * 120_000}  # over max_fields_chars
+    bench = pd.DataFrame([{"id": "b0", "source": "kobest_boolq", "split": "test", "native_id": "0",
+                           "fields": json.dumps(fields, ensure_ascii=False), "label": "1", "license": "CC BY-SA 4.0",
+                           "benchmark": True, "file": "f", "line": 2}], columns=CANONICAL_COLUMNS)
+    canonical = pd.concat([_canonical(), bench], ignore_index=True)
+    records = _records()
+    records.loc[0, "input"] = item  # a training record copying the passage
+    c, r, v = tmp_path / "c.parquet", tmp_path / "r.parquet", tmp_path / "validated/records.parquet"
+    canonical.to_parquet(c, index=False)
+    records.to_parquet(r, index=False)
+    s = run_validate(P, TASKS, load_catalog(), c, r, tmp_path / "v", v, tmp_path / "q")
+    assert s.points[0].quarantined == 1 and _quarantine(tmp_path, "ingested")[0]["id"] == "b0"
+    kept = pd.read_parquet(v.with_name("canonical.parquet"))
+    assert set(kept["id"]) == set(canonical["id"]) - {"b0"}
+    after = run_decontaminate(DecontaminateParams(), v, v.with_name("canonical.parquet"), tmp_path / "d.parquet",
+                              tmp_path / "d.json")
+    before = run_decontaminate(DecontaminateParams(), v, c, tmp_path / "d0.parquet", tmp_path / "d0.json")
+    assert before.dropped == 1 and before.contaminated[0]["benchmark"]["id"] == "b0"  # the pre-gate table would
+    assert after.dropped == 0

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from dagllm.readers import Reject, Row, load_json_array, reader
+from dagllm.readers import Reject, Row, as_text, load_json_array, reader
 
 YNAT_TOPICS = ("IT과학", "경제", "사회", "생활문화", "세계", "스포츠", "정치")
 
@@ -32,12 +32,14 @@ def read_klue_sts(path: Path) -> Iterator[Row | Reject]:
         score, binary = labels.get("label"), labels.get("binary-label")
         if not isinstance(score, (int, float)) or binary not in (0, 1):
             yield Reject(i, f"bad labels {labels!r} (need a 0-5 label and a 0/1 binary-label)", raw)
-        elif not (str(item["sentence1"]).strip() and str(item["sentence2"]).strip()):
+        elif not isinstance(item["sentence1"], str) or not isinstance(item["sentence2"], str):
+            yield Reject(i, "sentence1/sentence2 is not text (null or not a string)", raw)
+        elif not (item["sentence1"].strip() and item["sentence2"].strip()):
             yield Reject(i, "empty text", raw)
         else:
             fields = {"sentence1": item["sentence1"].strip(), "sentence2": item["sentence2"].strip(),
-                      "score": f"{float(score):.2f}", "origin": str(item.get("source", ""))}
-            yield Row(i, item["guid"], fields, str(binary))
+                      "score": f"{float(score):.2f}", "origin": as_text(item.get("source")) or ""}
+            yield Row(i, as_text(item["guid"]) or None, fields, str(binary))
 
 
 @reader("klue_ynat")
@@ -48,7 +50,9 @@ def read_klue_ynat(path: Path) -> Iterator[Row | Reject]:
             yield Reject(i, problem, raw)
         elif item["label"] not in YNAT_TOPICS:
             yield Reject(i, f"unknown label {item['label']!r} (expected one of {', '.join(YNAT_TOPICS)})", raw)
-        elif not str(item["title"]).strip():
+        elif not isinstance(item["title"], str):
+            yield Reject(i, "title is not text (null or not a string)", raw)
+        elif not item["title"].strip():
             yield Reject(i, "empty text", raw)
         else:
-            yield Row(i, item["guid"], {"title": item["title"].strip()}, item["label"])
+            yield Row(i, as_text(item["guid"]) or None, {"title": item["title"].strip()}, item["label"])

@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from dagllm.readers import Reject, Row, check_width, delimited, load_json_array, reader
+from dagllm.readers import Reject, Row, as_text, check_width, delimited, load_json_array, reader
 
 
 @reader("nsmc_ratings")
@@ -38,7 +38,11 @@ def read_nsmc_raw(path: Path) -> Iterator[Row | Reject]:
         if not isinstance(item, dict) or not {"review", "rating", "review_id"} <= item.keys():
             yield Reject(i, "missing keys (need review, rating, review_id)", raw)
             continue
-        text = str(item["review"]).strip()
+        text = as_text(item["review"])
+        if text is None:
+            yield Reject(i, f"review is a JSON {type(item['review']).__name__}, expected text", raw)
+            continue
+        text = text.strip()
         try:
             stars = int(item["rating"])
         except (TypeError, ValueError):
@@ -51,4 +55,4 @@ def read_nsmc_raw(path: Path) -> Iterator[Row | Reject]:
         elif not 1 <= stars <= 10:
             yield Reject(i, f"rating {stars} outside 1-10", raw)
         else:
-            yield Row(i, str(item["review_id"]), {"text": text}, "1" if stars >= 9 else "0")
+            yield Row(i, as_text(item["review_id"]) or None, {"text": text}, "1" if stars >= 9 else "0")

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from rapidfuzz import fuzz
 
 from dagllm.io import read_parquet, write_json, write_parquet
 from dagllm.params import DecontaminateParams
-from dagllm.quality import char_ngram_hashes, compact
+from dagllm.quality import char_ngram_hashes, skeleton
 
 
 @dataclass
@@ -44,6 +45,8 @@ class Unit:
     native_id: str | None
     field: str  # a field name, or "*" for the whole item
     pieces: list[str]
+    exact_only: bool = False  # too short for partial matches: only a verbatim copy of every piece counts
+    words: list[list[str]] | None = None  # each piece's words (skeletons), for the one-word-off check
 
     @property
     def text(self) -> str:
@@ -71,79 +74,167 @@ class DecontaminationSummary:
                 f"({self.units} texts): dropped {self.dropped} ({where}), kept {self.kept}"]
 
 
-def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: int = 5) -> list[Unit]:
+def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: int = 5,
+                    unit_fields: dict[str, list[str]] | None = None) -> list[Unit]:
     """The units of every benchmark row: the whole item, and each field of at least ``min_chars``.
 
     An item's pieces are its fields of at least ``min_piece`` characters (labels such as 원인/결과
     or a score are not text). A unit totals at least ``min_chars`` characters: a COPA item whose only long field is
-    "갑자기 소나기가 내렸다." says too little to call a record that contains it a copy.
+    "갑자기 소나기가 내렸다." says too little to call a record that contains it a copy. The fields
+    named in ``unit_fields`` for the row's source (SentiNeg's sentence) are units whatever their length.
     """
     units = []
+    unit_fields = unit_fields or {}
     bench = canonical[canonical["benchmark"].astype(bool)]
     for row in bench.itertuples(index=False):
-        fields = {name: compact(str(value)) for name, value in json.loads(row.fields).items()}
-        pieces = [text for text in fields.values() if len(text) >= min_piece]
-        long_fields = [(name, text) for name, text in fields.items() if len(text) >= max(min_chars, n)]
-        if sum(map(len, pieces)) >= min_chars and (len(pieces) > 1 or not long_fields):
-            units.append(Unit(row.source, row.split, row.id, row.native_id, "*", pieces))
-        units += [Unit(row.source, row.split, row.id, row.native_id, name, [text]) for name, text in long_fields]
+        raw = {name: str(value) for name, value in json.loads(row.fields).items()}
+        fields = {name: skeleton(value) for name, value in raw.items()}
+        words = {name: [w for w in map(skeleton, value.split()) if w] for name, value in raw.items()}
+        names = [name for name, text in fields.items() if len(text) >= min_piece]
+        alone = set(unit_fields.get(row.source, []))
+        long_fields = [name for name, text in fields.items()
+                       if len(text) >= max(min_chars, n) or (name in alone and len(text) >= min_piece)]
+        if names and (len(names) > 1 or not long_fields):
+            # an item of one or two texts shorter than min_chars in all says too little for a partial
+            # match (exact copies only); three or more short sentences (a COPA item) together do
+            units.append(Unit(row.source, row.split, row.id, row.native_id, "*", [fields[k] for k in names],
+                              exact_only=sum(len(fields[k]) for k in names) < min_chars and len(names) < 3,
+                              words=[words[k] for k in names]))
+        units += [Unit(row.source, row.split, row.id, row.native_id, name, [fields[name]], words=[words[name]])
+                  for name in long_fields]
     return units
 
 
 def record_texts(records: pd.DataFrame) -> list[str]:
-    """The compacted text of each record: instruction, input and output together."""
-    return [compact(f"{a}{b}{c}") for a, b, c in
+    """The skeleton of each record: letters and digits of instruction, input and output, one line each
+    (the line breaks keep a match from running across two fields: 좋아 + 요약 is not 좋아요)."""
+    return ["\n".join((skeleton(a), skeleton(b), skeleton(c))) for a, b, c in
             zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
                 strict=True)]
+
+
+# An n-gram found in more benchmark texts than this is a common phrase (했습니다, 있습니까): it says
+# nothing about which item a record copies, and indexing it would make every record a candidate.
+MAX_OWNERS = 64
+# Share of a text's n-grams a record must hold before the edit-tolerant alignment is computed.
+MIN_EVIDENCE = 0.2
 
 
 def _piece_index(units: list[Unit], n: int):
     """n-gram hashes of every piece, which pieces own each hash, and each piece's distinct n-grams."""
     pieces = [p for u in units for p in u.pieces]
-    uh, uoff = char_ngram_hashes(pieces, n)
+    uh, uoff = char_ngram_hashes(pieces, n, pad_short=True)
     piece_of = np.repeat(np.arange(len(pieces)), np.diff(uoff))
     owners: dict[int, set[int]] = defaultdict(set)
     for h, p in zip(uh.tolist(), piece_of.tolist(), strict=True):
         owners[h].add(p)
     size = np.array([len(set(uh[uoff[i]:uoff[i + 1]].tolist())) for i in range(len(pieces))])
+    common = np.array([h for h, o in owners.items() if len(o) > MAX_OWNERS], dtype=np.uint64)
+    for h in common.tolist():
+        del owners[h]
+    keep = ~np.isin(uh, common)
     first = np.concatenate([[0], np.cumsum([len(u.pieces) for u in units])])
-    return uh, owners, size, first
+    return uh[keep], owners, size, first
 
 
-def _overlap(unit: Unit, cover: np.ndarray, threshold: float) -> float:
-    """A field unit: the share of its n-grams in the record. A whole item: the share of its pieces
-    (fields) that are each at least ``threshold`` covered, so premise + answer of a COPA item
-    counts 2/3 whatever the lengths."""
-    return float(cover[0]) if unit.field != "*" else float((cover >= threshold).mean())
+# Words of a benchmark text that must remain, in order, around one replaced word (characters).
+MIN_REST_CHARS = 8
+# Shortest benchmark text (letters and digits) matched by similarity ratio.
+MIN_FUZZY_CHARS = 10
+
+
+def _one_word_off(words: list[str], text: str) -> bool:
+    """Whether ``text`` holds the words in order with exactly one of them replaced (or dropped).
+
+    The rest must be at least :data:`MIN_REST_CHARS` long: in a short sentence one word is a large
+    share of the characters, so a similarity ratio misses what this finds.
+    """
+    for k, word in enumerate(words if len(words) >= 2 else []):
+        pre, suf = "".join(words[:k]), "".join(words[k + 1:])
+        if len(pre) + len(suf) < MIN_REST_CHARS:
+            continue
+        if not pre or not suf:
+            if (pre or suf) in text:
+                return True
+            continue
+        start = text.find(pre)
+        while start != -1:
+            gap = text.find(suf, start + len(pre))
+            if gap != -1 and gap - start - len(pre) <= len(word) + 8:
+                return True
+            start = text.find(pre, start + 1)
+    return False
+
+
+def _present(piece: str, words: list[str], text: str, share: float, params: DecontaminateParams,
+             alone: bool) -> tuple[bool, float]:
+    """Whether ``piece`` is in ``text``: verbatim, by n-gram share, by an edit-tolerant alignment, or
+    with one word replaced. A short text (under min_unit_chars) matched ``alone`` never counts by
+    share: a 7-character sentence shares most n-grams with any sentence ending the same way. A short
+    text is aligned whatever its share (one replaced word leaves it few n-grams)."""
+    short = len(piece) < params.min_unit_chars
+    if piece in text:
+        return True, 1.0
+    if share >= params.threshold and not (short and alone):
+        return True, share
+    if share < MIN_EVIDENCE and not short:
+        return False, share
+    # under MIN_FUZZY_CHARS one substitution already passes a similarity ratio: such texts need the word check
+    score = fuzz.partial_ratio(piece, text) / 100 if len(piece) >= MIN_FUZZY_CHARS else 0.0
+    if score >= params.edit_similarity or _one_word_off(words, text):
+        return True, max(share, score)
+    return False, max(share, score)
+
+
+def _match(unit: Unit, text: str, shares: list[float], params: DecontaminateParams) -> tuple[bool, bool, float]:
+    """(matched, exact copy, overlap) of one unit in one record.
+
+    A field unit matches when its text is present; a whole item when at least ``threshold`` of its
+    pieces are (premise + right answer of a COPA item = 2/3, whatever the sentence lengths).
+    """
+    words = unit.words or [[p] for p in unit.pieces]
+    # a short text alone needs more than an n-gram share; inside a whole item the other fields vouch for it
+    alone = unit.field != "*"
+    found = [_present(p, w, text, s, params, alone)
+             for p, w, s in zip(unit.pieces, words, shares, strict=True)]
+    exact = all(p in text for p in unit.pieces)
+    if unit.exact_only:
+        return exact, exact, 1.0 if exact else 0.0
+    if unit.field != "*":
+        return found[0][0] or exact, exact, 1.0 if exact else found[0][1]
+    overlap = float(np.mean([ok for ok, _ in found]))
+    return overlap >= params.threshold or exact, exact, 1.0 if exact else overlap
 
 
 def find_contamination(records: pd.DataFrame, units: list[Unit], params: DecontaminateParams) -> list[dict]:
     """One entry per contaminated record: the unit it overlaps most, the overlap and the kind."""
-    n, thr = params.ngram_chars, params.threshold
+    n = params.ngram_chars
     if not units or records.empty:
         return []
     uh, owners, size, first = _piece_index(units, n)
     unit_of_piece = np.repeat(np.arange(len(units)), np.diff(first))
+    short_units = [u for u, unit in enumerate(units) if any(len(p) < n for p in unit.pieces)]
+    short = np.array([len(p) < params.min_unit_chars for unit in units for p in unit.pieces])
     texts = record_texts(records)
     rh, roff = char_ngram_hashes(texts, n)
     bench = np.unique(uh)
+    if not len(bench):
+        return []
     pos = np.searchsorted(bench, rh).clip(0, len(bench) - 1)
     hit = bench[pos] == rh
     hits_per_record = np.add.reduceat(hit.astype(np.int64), roff[:-1]) if len(rh) else np.zeros(len(texts))
     hits_per_record[np.diff(roff) == 0] = 0  # reduceat reads the next text's slot for an empty one
-    # A record needs threshold * (smallest piece) shared n-grams before any unit can match it.
-    need = max(int(np.floor(thr * size[size > 0].min() - 1e-9)), 1) if (size > 0).any() else 1
     out = []
-    for i in np.flatnonzero(hits_per_record >= need).tolist():
+    for i in np.flatnonzero(hits_per_record > 0).tolist():
         grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
-        shared: Counter = Counter(p for g in grams for p in owners[g])
+        shared: Counter = Counter(p for g in grams for p in owners.get(g, ()))
         best = None
-        for u in sorted({int(unit_of_piece[p]) for p in shared}):
-            cover = np.array([shared.get(p, 0) / size[p] if size[p] else  # shorter than n: verbatim or not
-                              float(units[u].pieces[p - first[u]] in texts[i]) for p in range(first[u], first[u + 1])])
-            overlap = _overlap(units[u], cover, thr)
-            exact = bool(cover.min() >= 1.0) and all(p in texts[i] for p in units[u].pieces)
-            if (overlap >= thr or exact) and (best is None or (exact, overlap) > best[0]):
+        # a piece shorter than n has one padded n-gram that no record holds: such units are checked verbatim
+        for u in sorted({int(unit_of_piece[p]) for p, c in shared.items() if c >= MIN_EVIDENCE * size[p] or short[p]}
+                        | {u for u in short_units if all(p in texts[i] for p in units[u].pieces)}):
+            shares = [shared.get(p, 0) / size[p] if size[p] else 0.0 for p in range(first[u], first[u + 1])]
+            matched, exact, overlap = _match(units[u], texts[i], shares, params)
+            if matched and (best is None or (exact, overlap) > best[0]):
                 best = ((exact, overlap), u)
         if best is None:
             continue
@@ -161,7 +252,8 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
 def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
                         params: DecontaminateParams) -> tuple[pd.DataFrame, DecontaminationSummary]:
     """Drop the contaminated records; return the kept ones and the report."""
-    units = benchmark_units(canonical, params.min_unit_chars, params.ngram_chars, params.min_piece_chars)
+    units = benchmark_units(canonical, params.min_unit_chars, params.ngram_chars, params.min_piece_chars,
+                            params.unit_fields)
     hits = find_contamination(records.reset_index(drop=True), units, params)
     drop = {h["id"] for h in hits}
     kept = records[~records["id"].isin(drop)].reset_index(drop=True)
@@ -179,8 +271,10 @@ def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
 
 def run_decontaminate(params: DecontaminateParams, validated: Path, canonical: Path, out_table: Path,
                       report_path: Path) -> DecontaminationSummary:
-    """Check every validated record against every benchmark item of the canonical table."""
-    kept, summary = decontaminate_frame(read_parquet(validated, "validate"), read_parquet(canonical, "ingest"), params)
+    """Check every validated record against every benchmark item of ``canonical``: the canonical rows
+    the gate kept (``data/validated/canonical.parquet``), so quarantined benchmark rows are not matched."""
+    kept, summary = decontaminate_frame(read_parquet(validated, "validate"), read_parquet(canonical, "validate"),
+                                        params)
     write_parquet(kept, out_table)
     write_json(report_path, summary.to_dict())
     return summary

@@ -227,7 +227,7 @@ def run_evaluate(params: EvaluateParams, mlflow_params: MlflowParams, canonical:
     import lm_eval
 
     specs = P.protocol()
-    table = read_parquet(canonical, "ingest")
+    table = read_parquet(canonical, "validate")
     limit, device = params.resolved_limit(preset), params.resolved_device()
     states = {t: prepare_task(t, specs[t], table, out_dir / "data", params.num_fewshot, params.protocol, raw_dir)
               for t in params.tasks}

@@ -152,6 +152,11 @@ def _fetch_file(src: Source, sf: SourceFile, mirror: Path | str | None, raw_dir:
             f"source {src.id}: file {sf.path} is made from {sf.url} ({sf.prepare}); prepare it and "
             "fetch it from a mirror that holds it (--mirror DIR|URL)"
         )
+    if not origin.startswith(("http://", "https://")) and Path(origin).is_dir():
+        raise FetchError(
+            f"source {src.id}: {origin} is a directory, but the mirror layout has the file {sf.path} there; "
+            "point --mirror at the mirror's root folder (the one holding each source's folder)"
+        )
     dest = raw_dir / sf.path
     pinned = sf.sha256 is not None and not is_sample
     if pinned and dest.is_file() and sha256_file(dest) == sf.sha256:

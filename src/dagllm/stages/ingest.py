@@ -74,9 +74,13 @@ def _record_id(source: str, split: str, row: Row, seen: Counter) -> str:
 
 def _local_source(local: LocalSource, catalog: Catalog) -> tuple[Source, SourceFile]:
     """A team's file as a one-file source (no URL, no checksum)."""
-    if local.id in catalog.sources:
+    known = catalog.sources.get(local.id)  # the catalog may hold it already (teamdata.with_local)
+    if known is not None and known.files[0].url != Path(local.path).resolve().as_uri():
         raise IngestError(f"ingest.local: id {local.id!r} is a catalog source; give your file another id")
     path = Path(local.path)
+    if path.is_dir():
+        raise IngestError(f"ingest.local {local.id}: {path} is a directory, not a file; set ingest.local[].path "
+                          f"to one file inside it ({_listing(path)})")
     if not path.is_file():
         raise IngestError(f"ingest.local {local.id}: file {path} not found; fix ingest.local[].path")
     src = Source(id=local.id, name=local.id, homepage="", license=local.license, citation="",
@@ -85,7 +89,15 @@ def _local_source(local: LocalSource, catalog: Catalog) -> tuple[Source, SourceF
     return src, src.files[0]
 
 
+def _listing(folder: Path, n: int = 5) -> str:
+    names = sorted(p.name for p in folder.iterdir())
+    return ("it holds " + ", ".join(names[:n]) + (", ..." if len(names) > n else "")) if names else "it is empty"
+
+
 def _read_file(src: Source, sf: SourceFile, path: Path, limit: int | None):
+    if path.is_dir():
+        raise IngestError(f"source {src.id}: {path} is a directory where the catalog expects the file "
+                          f"{sf.path} ({_listing(path)}); remove it and fetch again (`dagllm fetch`)")
     if not path.is_file():
         raise IngestError(
             f"source {src.id}: file {path} not found; fetch it (`dagllm fetch`, with --mirror DIR|URL "

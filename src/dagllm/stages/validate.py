@@ -337,14 +337,17 @@ def particle_errors(records: pd.DataFrame, canonical: pd.DataFrame, catalog: Cat
 
 def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: ValidateParams, tasks: list[str],
                     catalog: Catalog, out_dir: Path, quarantine_dir: Path,
-                    render_seed: int | None = None) -> tuple[GateSummary, pd.DataFrame]:
+                    render_seed: int | None = None,
+                    canonical_out: Path | None = None) -> tuple[GateSummary, pd.DataFrame]:
     """The ``ingested`` and ``rendered`` points; returns the summary and the rendered rows kept.
 
     ``render_seed`` (``render.seed``; its default when None) lets the gate render each record again
     to count particle disagreements (``validate.max_particle_errors``).
 
     Rendered records of a quarantined canonical row are quarantined too (reason
-    ``canonical_row_quarantined``), so a bad source row never reaches training.
+    ``canonical_row_quarantined``), so a bad source row never reaches training. When the gate
+    passes, the canonical rows it kept (benchmark rows included) are written to ``canonical_out``:
+    decontamination and evaluation read that table, so a quarantined benchmark row is never used.
     """
     gate = Gate(out_dir)
     cdf, keys = prepare_canonical(canonical, catalog, tasks)
@@ -365,6 +368,8 @@ def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: Val
     rendered_summary, kept = gate.run("rendered", rdf, t, r, params, quarantine_dir, pre)
     summary = GateSummary([ingested, rendered_summary])
     write_json(Path(out_dir) / "summary.json", summary.to_dict())
+    if canonical_out is not None and summary.success:
+        write_parquet(kept_canonical[list(canonical.columns)].reset_index(drop=True), canonical_out)
     return summary, kept
 
 
@@ -381,14 +386,17 @@ def validate_balanced(records: pd.DataFrame, params: ValidateParams, tasks: list
 
 
 def run_validate(params: ValidateParams, tasks: list[str], catalog: Catalog, canonical: Path, rendered: Path,
-                 out_dir: Path, validated: Path, quarantine_dir: Path, render_seed: int | None = None) -> GateSummary:
-    """Gate the canonical table and the rendered records; write the kept records to ``validated``.
+                 out_dir: Path, validated: Path, quarantine_dir: Path, render_seed: int | None = None,
+                 validated_canonical: Path | None = None) -> GateSummary:
+    """Gate the canonical table and the rendered records; write the kept records to ``validated``
+    (and the kept canonical rows to ``validated_canonical``, by default ``canonical.parquet`` beside it).
 
     Raises:
         ValidationFailed: after the reports, Data Docs and quarantine files are written.
     """
     summary, kept = validate_points(read_parquet(canonical, "ingest"), read_parquet(rendered, "render"), params,
-                                    tasks, catalog, out_dir, quarantine_dir, render_seed)
+                                    tasks, catalog, out_dir, quarantine_dir, render_seed,
+                                    validated_canonical or Path(validated).with_name("canonical.parquet"))
     if not summary.success:
         raise ValidationFailed(summary)
     write_parquet(kept, validated)

@@ -44,8 +44,6 @@ JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 JOB_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-# the user of components/Dockerfile.train
-IMAGE_UID = 1000
 
 
 class TrainJobError(LaunchError):
@@ -98,7 +96,7 @@ def build_trainjob(p: Params, train: TrainParams, name: str, spec_path: Path) ->
         limits[gpu.accelerator] = gpu.count
     env: list[dict[str, Any]] = [{"name": "PYTHONUNBUFFERED", "value": "1"}]
     env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": s.name, "key": key}}}
-            for s in k.secrets for key, var in s.env.items()]
+            for s in k.secrets if "train" in s.tasks for key, var in s.env.items()]
     pod: dict[str, Any] = {
         "containers": [{
             "name": NODE,
@@ -109,8 +107,8 @@ def build_trainjob(p: Params, train: TrainParams, name: str, spec_path: Path) ->
         "volumes": [{"name": "models", "persistentVolumeClaim": {"claimName": k.model_pvc}},
                     # NCCL and the DataLoader workers share memory through /dev/shm (64 MiB by default)
                     {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": k.shm_size}}],
-        "securityContext": {"runAsNonRoot": True, "runAsUser": IMAGE_UID, "runAsGroup": IMAGE_UID,
-                            "fsGroup": IMAGE_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": {"runAsNonRoot": True, "runAsUser": k.run_as_user, "runAsGroup": k.run_as_user,
+                            "fsGroup": k.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}},
     }
     if k.node_selector:
         pod["nodeSelector"] = dict(k.node_selector)
