@@ -197,7 +197,7 @@ class KubeApi:
             pods = self.core.list_namespaced_pod(namespace, label_selector=selector).items
             if not pods:
                 return f"(no pod of node 0 found with labels {selector})"
-            pod = max(pods, key=lambda x: x.metadata.creation_timestamp or 0)
+            pod = max(pods, key=lambda x: str(x.metadata.creation_timestamp or ""))  # the newest attempt
             log = self.core.read_namespaced_pod_log(pod.metadata.name, namespace, container=NODE, tail_lines=lines)
         except ApiException as exc:
             return f"(rank 0's log could not be read: {exc.status} {exc.reason})"
