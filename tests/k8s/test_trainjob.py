@@ -354,6 +354,21 @@ def test_the_kfp_train_step_runs_a_trainjob_when_num_nodes_is_2(tmp_path, kube, 
     assert (tmp_path / "model" / "train_metrics.json").is_file()
 
 
+def test_the_compiled_train_task_of_a_multi_node_run_holds_no_gpu(tmp_path):
+    """Its pod only waits on the TrainJob; the job's nodes get the GPUs (from the same params)."""
+    from pipelines.dagllm_pipeline import compile_pipeline
+
+    p = _params(tmp_path)
+    pipeline, _ = yaml.safe_load_all(compile_pipeline(p, tmp_path / "p.yaml").read_text())
+    ex = pipeline["deploymentSpec"]["executors"]
+    assert "accelerator" not in ex["exec-train-op"]["container"]["resources"]
+    assert ex["exec-train-op"]["container"]["resources"]["resourceMemoryLimit"] != p.kubeflow.resources[
+        "train"].memory_limit
+    assert ex["exec-evaluate-op"]["container"]["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+    defaults = json.loads(pipeline["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"])
+    assert defaults["kubeflow"]["gpu"]["train"]["count"] == 8  # what build_trainjob reads at run time
+
+
 # --- RBAC: the pipeline runner may make these calls -------------------------------------------------
 
 
