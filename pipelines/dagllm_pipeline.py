@@ -89,10 +89,18 @@ def build_pipeline(params: Params):
                  "decontaminate": decontaminate, "balance": balance, "train": train, "evaluate": evaluate,
                  "register": register}
         for name, task in tasks.items():
-            apply_cluster_settings(task, name, params.kubeflow)
+            multi_node = name == "train" and params.train.num_nodes > 1
+            apply_cluster_settings(task, name, watcher_settings(params.kubeflow) if multi_node else params.kubeflow)
         return register.outputs["Output"]
 
     return dagllm
+
+
+def watcher_settings(k: KubeflowParams) -> KubeflowParams:
+    """The train task of a multi-node run only creates and watches the TrainJob (training/kubejob.py):
+    no GPU and default CPU/memory for its pod; the job's nodes get ``gpu.train`` and ``resources.train``."""
+    return k.model_copy(update={"gpu": {t: g for t, g in k.gpu.items() if t != "train"},
+                                 "resources": {t: r for t, r in k.resources.items() if t != "train"}})
 
 
 def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams) -> None:

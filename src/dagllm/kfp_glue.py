@@ -282,9 +282,15 @@ def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSi
     from dagllm.training.launch import train as run_train, train_params_for_task
 
     p = _params(params_json)
-    s = run_train(train_params_for_task(p), p.mlflow, train_dir / "records.parquet", _model_files_for(p, model_dir),
-                  model_dir / "train_run.json", model_dir / "train_metrics.json", model_dir / "train_loss.csv",
-                  pipeline_run="kfp")
+    tp = train_params_for_task(p)
+    if tp.num_nodes > 1:  # several nodes: a Kubeflow TrainJob on the model volume (training/kubejob.py)
+        from dagllm.training.kubejob import train_on_cluster
+
+        s = train_on_cluster(p, tp, train_dir / "records.parquet", _model_files_for(p, model_dir), model_dir)
+    else:
+        s = run_train(tp, p.mlflow, train_dir / "records.parquet", _model_files_for(p, model_dir),
+                      model_dir / "train_run.json", model_dir / "train_metrics.json", model_dir / "train_loss.csv",
+                      pipeline_run="kfp")
     _log(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})
 
 

@@ -393,6 +393,23 @@ class ImagesParams(_Section):
         return self
 
 
+class TrainJobParams(_Section):
+    """The Kubeflow Trainer TrainJob the train step creates when ``train.num_nodes > 1``."""
+
+    runtime: str = Field("torch-distributed", min_length=1, description="the torch runtime the job references "
+                         "(installed with Kubeflow Trainer)")
+    runtime_kind: Literal["ClusterTrainingRuntime", "TrainingRuntime"] = Field(
+        "ClusterTrainingRuntime", description="TrainingRuntime = a runtime in the job's own namespace")
+    namespace: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="null = the "
+                                  "train step's own namespace (from its service account)")
+    timeout_s: int = Field(259200, ge=60, description="the step gives up (and deletes the job) after this "
+                           "long; also the job's activeDeadlineSeconds")
+    poll_s: float = Field(30.0, gt=0, le=600, description="seconds between status checks")
+    delete: Literal["always", "on_success", "never"] = Field(
+        "on_success", description="delete the job when done; on_success keeps a failed job's pods for kubectl")
+    log_tail_lines: int = Field(200, ge=1, le=10000, description="lines of the rank-0 pod's log shown at the end")
+
+
 class KubeflowParams(_Section):
     """How the DAG runs on a cluster: images, resources, GPUs, volumes, secrets, retries."""
 
@@ -423,6 +440,8 @@ class KubeflowParams(_Section):
     allow_laptop_defaults: list[Literal["sqlite", "samples", "tiny"]] = Field(
         default_factory=list, description="compile/submit for a cluster even with a SQLite store, the sample "
         "mirror or the tiny model (a smoke test); empty = refuse them")
+    train_job: TrainJobParams = Field(TrainJobParams(), description="multi-node training (train.num_nodes > 1): "
+                                      "the Kubeflow Trainer TrainJob the train step creates")
 
     def task_resources(self, task: str) -> TaskResources:
         """Resources of ``task``, the defaults when params.yaml does not name it."""

@@ -26,7 +26,7 @@ def rendered() -> dict[str, dict]:
 def test_every_resource_validates_strictly(rendered):
     import kubernetes_validate
 
-    assert set(rendered) == {"ConfigMap", "Deployment", "Service"}
+    assert set(rendered) == {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
     for doc in rendered.values():
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
@@ -59,7 +59,11 @@ def test_uris_come_from_the_configmap_and_reach_the_cli(rendered):
 
     c = rendered["Deployment"]["spec"]["template"]["spec"]["containers"][0]
     cm = rendered["ConfigMap"]
-    refs = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in c["env"] if "valueFrom" in e}
+    refs = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in c["env"] if "configMapKeyRef" in e.get("valueFrom", {})}
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "secretKeyRef" in e.get("valueFrom", {})}
+    # the MLflow login comes from the Secret, under the names MLflow's client reads
+    assert {n: r["name"] for n, r in secrets.items()} == {"MLFLOW_TRACKING_USERNAME": "dagllm-mlflow",
+                                                           "MLFLOW_TRACKING_PASSWORD": "dagllm-mlflow"}
     assert {r["name"] for r in refs.values()} == {cm["metadata"]["name"]}  # the generated (hashed) name
     assert set(refs) == {"DAGLLM_MODEL_URI", "MLFLOW_TRACKING_URI"} <= set(cm["data"])
     assert c["command"][:2] == ["dagllm", "serve"]

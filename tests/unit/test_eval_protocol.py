@@ -84,12 +84,12 @@ def test_metrics_per_task_follow_the_protocol():
     for task in ("kobest_copa", "kobest_boolq", "kobest_sentineg", "kobest_wic", "klue_ynat"):
         assert "macro_f1" in specs[task].metrics and "f1" not in specs[task].metrics
     # the lm-eval configs aggregate F1 the same way (binary for STS, macro elsewhere)
-    # (lm-eval imports utils.py by file path: compare the functions by name)
+    # (lm-eval imports utils.py by file path: compare the functions by name; both name metrics.*_of_pairs)
     for prompts in ("kit19", "dagllm"):
         aggregations = {t: next(m["aggregation"] for m in P.lm_eval_config(t, prompts)["metric_list"]
                                 if m["metric"] == "f1") for t in TASKS}
-        assert aggregations.pop("klue_sts").__name__ == "binary_f1"
-        assert {a.__name__ for a in aggregations.values()} == {"macro_f1"}
+        assert aggregations.pop("klue_sts").__name__ == "binary_f1_of_pairs"
+        assert {a.__name__ for a in aggregations.values()} == {"macro_f1_of_pairs"}
     assert utils.binary_f1([(1, 1), (0, 1), (0, 0), (0, 0)]) == pytest.approx(2 / 3)
     assert utils.macro_f1([(1, 1), (0, 1), (0, 0), (0, 0)]) == pytest.approx((2 / 3 + 4 / 5) / 2)
 

@@ -64,6 +64,18 @@ def binary_f1(golds: Sequence[int], preds: Sequence[int], positive: int = 1) -> 
     return float(f1_score(list(golds), list(preds), average="binary", pos_label=positive, zero_division=0))
 
 
+def macro_f1_of_pairs(items: Sequence[tuple[int, int]]) -> float:
+    """Macro-F1 over (gold, prediction) pairs: the aggregation lm-eval calls (task YAMLs)."""
+    golds, preds = zip(*items, strict=True)
+    return macro_f1(list(golds), list(preds))
+
+
+def binary_f1_of_pairs(items: Sequence[tuple[int, int]]) -> float:
+    """F1 of the positive class (choice 1) over (gold, prediction) pairs: KLUE STS's aggregation."""
+    golds, preds = zip(*items, strict=True)
+    return binary_f1(list(golds), list(preds))
+
+
 def score(names: Sequence[str], golds: Sequence[int], preds: Sequence[int],
           preds_norm: Sequence[int] | None = None) -> dict[str, float]:
     """The metrics ``names`` of one predictor; ``acc_norm`` uses ``preds_norm`` (default ``preds``)."""

@@ -182,8 +182,9 @@ def _torchrun(cmd: list[str], params: TrainParams) -> None:
     from torch.distributed.run import parse_args, run
 
     saved = dict(os.environ)
+    env = child_env(params.num_processes)  # before the clear: it is this environment, filtered
     os.environ.clear()
-    os.environ.update(child_env(params.num_processes))
+    os.environ.update(env)
     try:
         run(parse_args(cmd[3:]))  # cmd = [python, -m, torch.distributed.run, ...]
     except ChildFailedError as exc:
@@ -223,11 +224,36 @@ def run_spec(spec: TrainSpec):
     return s
 
 
+def launch_node(spec_path: Path) -> None:
+    """One node of a multi-node run: torchrun over this node's ranks of ``spec_path``.
+
+    What each pod of a Kubeflow TrainJob runs (``python -m dagllm.training.launch --node SPEC``,
+    :mod:`dagllm.training.kubejob`): the job set the rendezvous variables, the spec and the data lie on
+    the shared model volume.
+
+    Raises:
+        LaunchError: no rendezvous in the environment, or a rank failed.
+    """
+    params = TrainParams.model_validate(TrainSpec.read(spec_path).train)
+    _torchrun(torchrun_command(params, spec_path), params)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dagllm.training.launch SPEC``: the entry point of every rank."""
+    """``python -m dagllm.training.launch SPEC``: the entry point of every rank; ``--node SPEC``: of a node."""
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--node":
+        from dagllm.runtime import offline
+
+        offline()
+        try:
+            launch_node(Path(args[1]))
+        except LaunchError as exc:
+            print(f"dagllm.training.launch --node: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if len(args) != 1:
-        print("usage: python -m dagllm.training.launch SPEC.json (started by torchrun; see dagllm train)",
+        print("usage: python -m dagllm.training.launch SPEC.json (a rank, started by torchrun; see dagllm train)\n"
+              "       python -m dagllm.training.launch --node SPEC.json (one node of a TrainJob)",
               file=sys.stderr)
         return 2
     from dagllm.runtime import offline
