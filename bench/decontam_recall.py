@@ -131,7 +131,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--baseline-rev", help="also run src/dagllm/stages/decontaminate.py as of this git revision "
-                    "(with its defaults: 8-character n-grams) on the same records, for the same table")
+                    "on the same records, for the same table")
+    ap.add_argument("--baseline-ngram-chars", type=int, default=8, help="ngram_chars for the baseline revision "
+                    "(8 before 5-character n-grams became the default; 5 for a revision since)")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     canonical, items = [], {}
@@ -162,7 +164,7 @@ def main() -> int:
     frame, canon = pd.DataFrame(records), pd.DataFrame(canonical)
     if args.baseline_rev:
         _report("baseline " + args.baseline_rev, _old(args.baseline_rev), frame, canon, items, truth, len(clean),
-                DecontaminateParams(ngram_chars=8))
+                DecontaminateParams(ngram_chars=args.baseline_ngram_chars))
     t0 = time.perf_counter()
     _, summary = decontaminate_frame(frame, canon, DecontaminateParams())
     seconds = time.perf_counter() - t0

@@ -162,3 +162,22 @@ def test_short_items_are_not_units_when_the_source_is_not_listed():
     _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), canonical,
                                DecontaminateParams(unit_fields={}))
     assert s.dropped == 0  # 15 letters, under min_unit_chars, and text + text_origin not both there
+
+
+def test_an_item_of_short_texts_with_one_word_replaced_across_them_is_caught():
+    # written for this test in the KoBEST WiC layout: two short contexts sharing a target word
+    item = {"word": "배", "context_1": "배 한 척이 떠났다.", "context_2": "배가 아파서 급히 동네 병원에 갔다."}
+    canonical = pd.DataFrame([{"id": "w0", "source": "kobest_wic", "split": "test", "native_id": "0",
+                               "fields": json.dumps(item, ensure_ascii=False), "label": "0",
+                               "license": "CC BY-SA 4.0", "benchmark": True, "file": "f", "line": 2}],
+                             columns=CANONICAL_COLUMNS)
+    leaks = ["배 한 조금 떠났다. 배가 아파서 급히 동네 병원에 갔다.",  # 척이 replaced: 배한 + 떠났다 alone is 5 letters
+             "배 한 척이 떠났다. 배가 아파서 급히 동네 병원에 다시"]  # the last word replaced
+    clean = ["배가 아파서 급히 동네 병원에 갔다.",  # one context alone is not the item
+             "배 한 척이 떠났다.",
+             "배 두 척이 보였고 항구는 조용했다. 머리가 아파서 약국에 갔다."]
+    rows = [_rec(f"leak{j}", "다음 글을 요약하세요.", HOST.format(t), "요약") for j, t in enumerate(leaks)]
+    rows += [_rec(f"clean{j}", "다음 글을 요약하세요.", HOST.format(t), "요약") for j, t in enumerate(clean)]
+    _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), canonical, DecontaminateParams())
+    assert {h["id"] for h in s.contaminated} == {"rleak0", "rleak1"}
+    assert {h["kind"] for h in s.contaminated} == {"ngram_overlap"}

@@ -17,7 +17,8 @@ morpheme, so character n-grams survive re-spacing and particle-level edits that 
 tokens. A record is contaminated when its overlap with one unit reaches ``threshold``: for a field
 unit, the share of the field's n-grams found in the record; for a whole item, the share of its
 fields that are each at least ``threshold`` covered (premise + right answer of a COPA item = 2/3,
-whatever the sentence lengths). It is an *exact copy* when every piece of the unit occurs
+whatever the sentence lengths), or the words of all its fields in order with one replaced (two short
+WiC contexts with one word changed). It is an *exact copy* when every piece of the unit occurs
 verbatim (compacted) in it. Exact copies are always dropped: their overlap is 1.
 """
 
@@ -203,6 +204,10 @@ def _match(unit: Unit, text: str, shares: list[float], params: DecontaminatePara
     if unit.field != "*":
         return found[0][0] or exact, exact, 1.0 if exact else found[0][1]
     overlap = float(np.mean([ok for ok, _ in found]))
+    if overlap < params.threshold and len(words) > 1 and _one_word_off([w for ws in words for w in ws], text):
+        # the item's texts copied one after another with one word replaced across them (WiC's two
+        # contexts): the words of the whole item in order, all but one, are as telling as one long text
+        return True, exact, 1.0 - 1.0 / max(sum(len(ws) for ws in words), 2)
     return overlap >= params.threshold or exact, exact, 1.0 if exact else overlap
 
 
