@@ -22,7 +22,6 @@ import shutil
 import time
 from pathlib import Path
 
-import yaml
 
 TASKS = ["kobest_copa", "kobest_boolq", "kobest_hellaswag", "kobest_sentineg", "kobest_wic", "klue_sts"]
 

@@ -16,11 +16,9 @@ Prints the wheels and their total size; exits non-zero above ``--max-mib``.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]

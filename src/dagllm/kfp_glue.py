@@ -150,8 +150,6 @@ def fingerprint(params_json: str) -> dict[str, str]:
     """One params slice (JSON) per stage: its sections, the code digest; ingest's and evaluate's add
     the content digest of the source files they read, register's the whole params digest (register
     is never cached)."""
-    from dagllm.stages.ingest import selected_sources
-
     from dagllm.teamdata import resolve
 
     # resolved as the stages would (a team's tasks join render.tasks); no secret here, so the
@@ -164,7 +162,7 @@ def fingerprint(params_json: str) -> dict[str, str]:
         if stage == "ingest":
             s["sources"] = sources_digest(p)
         if stage == "evaluate":  # the benchmark files it reads
-            s["sources"] = sources_digest(p, {x.id for x in benchmark_sources(p, default_catalog(), selected_sources)})
+            s["sources"] = sources_digest(p, {x.id for x in benchmark_sources(p)})
         if stage == "register":
             s["digest"] = p.digest()
         out[stage] = json.dumps(s, sort_keys=True, ensure_ascii=False)
@@ -294,12 +292,13 @@ def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSi
     _log(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})
 
 
-def benchmark_sources(p, catalog, selected) -> list:
+def benchmark_sources(p: Any) -> list:
     """The ingested sources that evaluate.tasks score (protocol kit19 reads their files)."""
     from dagllm.evaluation.protocol import protocol
+    from dagllm.stages.ingest import selected_sources
 
     wanted = {protocol()[t].source for t in p.evaluate.tasks}
-    return [s for s in selected(p.ingest, catalog) if s.id in wanted]
+    return [s for s in selected_sources(p.ingest, default_catalog()) if s.id in wanted]
 
 
 def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Path, report_dir: Path,
@@ -310,19 +309,17 @@ def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Pa
     The confusion matrix comes from the per-item samples of the promotion policy's primary task,
     when they carry a target and one log-likelihood per choice.
     """
-    from dagllm.registry import load_policy
-    from dagllm.stages.evaluate import run_evaluate
-
     import tempfile
 
     from dagllm.paths import mirror_location
+    from dagllm.registry import load_policy
+    from dagllm.stages.evaluate import run_evaluate
     from dagllm.stages.fetch import run_fetch
-    from dagllm.stages.ingest import selected_sources
 
     p = _params(params_json)
     with tempfile.TemporaryDirectory(prefix="dagllm-raw-") as raw:
         # protocol kit19 reads the benchmark files themselves (the loaders' documents): fetch them, verified
-        run_fetch(p.fetch, benchmark_sources(p, default_catalog(), selected_sources), mirror_location(p.paths.mirror),
+        run_fetch(p.fetch, benchmark_sources(p), mirror_location(p.paths.mirror),
                   Path(raw), Path(raw) / "fetch.json")
         # canonical_dir is the validate step's output: canonical.parquet holds the benchmark rows the gate kept
         s = run_evaluate(p.evaluate, p.mlflow, canonical_dir / "canonical.parquet", model_files(model_dir),

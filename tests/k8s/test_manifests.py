@@ -7,7 +7,6 @@ import copy
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import kubernetes_validate
 import pytest

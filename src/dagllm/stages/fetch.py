@@ -12,7 +12,6 @@ are project-written stand-ins whose checksums differ from the catalog's (marked 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import urllib.error

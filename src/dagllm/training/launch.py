@@ -25,7 +25,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagllm.params import MlflowParams, TrainParams
@@ -54,7 +54,6 @@ class TrainSpec:
     pipeline_run: str = "local"
     checkpoint_dir: str | None = None
     summary_path: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,11 +89,10 @@ def make_spec(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
               metrics_path: Path, curve_path: Path, pipeline_run: str = "local",
               checkpoint_dir: Path | None = None, summary_path: Path | None = None) -> TrainSpec:
     """The spec for ``run_train``'s arguments (paths made absolute: ranks may start elsewhere)."""
+    from dagllm.tracking import absolute_uri
+
     mp = mlflow_params.model_dump(mode="json")
-    uri = mp["tracking_uri"]
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        # relative sqlite paths are taken from the working directory: pin it for the ranks
-        mp["tracking_uri"] = "sqlite:///" + str(Path(uri[len("sqlite:///"):]).resolve())
+    mp["tracking_uri"] = absolute_uri(mp["tracking_uri"])  # ranks may start in another directory
     if "://" not in mp["artifact_root"]:
         mp["artifact_root"] = str(Path(mp["artifact_root"]).resolve())
     return TrainSpec(
@@ -129,7 +127,7 @@ def torchrun_command(params: TrainParams, spec_path: Path, entry: list[str] | No
             raise LaunchError(
                 f"train.num_nodes={params.num_nodes} needs the rendezvous of a cluster job, but {', '.join(missing)} "
                 "is not set. On Kubeflow the train step creates a TrainJob that sets them "
-                "(kubeflow.train.num_nodes); by hand, run the same command on every node with PET_MASTER_ADDR, "
+                "(train.num_nodes > 1 in the DAG); by hand, run the same command on every node with PET_MASTER_ADDR, "
                 "PET_MASTER_PORT and PET_NODE_RANK (0..num_nodes-1) exported.")
     return cmd + (entry or ["-m", "dagllm.training.launch"]) + [str(spec_path)]
 
