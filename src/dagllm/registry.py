@@ -176,8 +176,15 @@ def gate(policy: PromotionPolicy, challenger: dict[str, float], champion: dict[s
 
 # ----------------------------------------------------------------------------- lock
 
-def _is_already_exists(exc: Exception) -> bool:
-    return getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
+def _is_contended(exc: Exception) -> bool:
+    """Whether a failed create of the lock means another holder had it.
+
+    ``RESOURCE_ALREADY_EXISTS`` is the plain answer. MLflow's SQL store answers a duplicate name by
+    reading the existing model back to word its error; when the holder deletes the lock between the
+    failed INSERT and that read, the create fails with ``RESOURCE_DOES_NOT_EXIST`` instead. Nothing was
+    created either way, so both mean "taken a moment ago: try again".
+    """
+    return getattr(exc, "error_code", "") in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
 
 
 @contextmanager
@@ -198,7 +205,7 @@ def registry_lock(client: Any, model_name: str, timeout_s: float, lease_s: float
                 description=f"dagllm registry lock for {model_name}: exists only while aliases are being changed")
             break
         except MlflowException as exc:
-            if not _is_already_exists(exc):
+            if not _is_contended(exc):
                 raise
         _break_if_stale(client, lock_name)
         if time.monotonic() > deadline:

@@ -132,3 +132,24 @@ def test_lock_left_by_a_crashed_holder_expires(reg: Reg):
     reg.client.create_registered_model(lock, tags={"dagllm.lock.owner": "dead", "dagllm.lock.expires": "1"})
     with registry_lock(reg.client, reg.name, timeout_s=2, lease_s=60) as token:
         assert reg.client.get_registered_model(lock).tags["dagllm.lock.owner"] == token
+
+
+def test_lock_released_while_a_waiter_creates_it_is_taken_on_retry(reg: Reg, monkeypatch):
+    """The SQL store words a duplicate-name error by reading the existing model back; a holder that releases
+    between the failed INSERT and that read makes the create fail with RESOURCE_DOES_NOT_EXIST (seen in CI
+    through a tracking server). The waiter must take that as contention and get the lock, not crash."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    lock, real_get, released = f"{reg.name}.lock", SqlAlchemyStore.get_registered_model, []
+    reg.client.create_registered_model(lock, tags={"dagllm.lock.owner": "other", "dagllm.lock.expires": "9e12"})
+
+    def get_after_the_holder_released(self, name):
+        if name == lock and not released:
+            released.append(name)
+            self.delete_registered_model(name)  # the holder's release lands in the store's window
+        return real_get(self, name)
+
+    monkeypatch.setattr(SqlAlchemyStore, "get_registered_model", get_after_the_holder_released)
+    with registry_lock(reg.client, reg.name, timeout_s=2, lease_s=60) as token:
+        assert released and reg.client.get_registered_model(lock).tags["dagllm.lock.owner"] == token
+    assert reg.client.search_registered_models(f"name = '{lock}'") == []
