@@ -43,7 +43,9 @@ HOSTS = ["kornli", "korsts", "apeach", "unsmile", "hatescore", "sae4k", "questio
 # with the test items: their flagged rows are counted apart, as overlaps the mirror really has.
 OWN = ["kobest_copa", "kobest_boolq", "kobest_sentineg", "kobest_hellaswag", "kobest_wic", "parakqc"]
 EDITS = ["exact", "word", "punctuation", "whitespace"]
-LONG = 4  # "word (4+ words)": the word edit on items of at least this many words (one word <= a quarter)
+# "word (N+ words)": the word edit on items of at least N words. Of an item of one or two words, one
+# replaced word leaves one word or nothing, which is no copy; from three words on two words stay.
+LONGS = (3, 4)
 PUNCT = re.compile(r"[.,!?·'\"“”‘’()~…]")
 FILLER = ["정말", "그리고", "아주", "우리", "다시", "조금", "오늘", "모두"]
 
@@ -172,9 +174,10 @@ def main() -> int:
     rates = {s: {k: sum(1 for rid, (s2, k2) in truth.items() if (s2, k2) == (s, k) and rid in caught) / len(items[s])
                  for k in EDITS} for s in items}
     for s, texts in items.items():
-        longs = [j for j, t in enumerate(texts) if len(t.split()) >= LONG]
-        rates[s]["word (4+ words)"] = (sum(1 for j in longs if f"leak|{s}|word|{j}" in caught) / len(longs)
-                                       if longs else float("nan"))
+        for n in LONGS:
+            longs = [j for j, t in enumerate(texts) if len(t.split()) >= n]
+            rates[s][f"word ({n}+ words)"] = (sum(1 for j in longs if f"leak|{s}|word|{j}" in caught) / len(longs)
+                                              if longs else float("nan"))
     fp = sorted(r for r in caught if r.startswith("clean|"))
     own_flagged = {s: sum(1 for r in caught if r.startswith(f"own|{s}|")) for s in OWN}
     own_total = {s: sum(1 for src, _ in own if src == s) for s in OWN}
@@ -185,9 +188,10 @@ def main() -> int:
                 "benchmark": h["benchmark"]["source"], "item": h["benchmark"]["text"]}
                for h in summary.contaminated if h["id"] in fp][:20],
            "own_train_flagged": {s: f"{own_flagged[s]} of {own_total[s]}" for s in OWN},
+           "too_short": summary.too_short,
            "wrong_benchmark": sum(1 for h in summary.contaminated if h["id"].startswith("leak|")
                                   and h["benchmark"]["source"] != truth[h["id"]][0])}
-    cols = [*EDITS, "word (4+ words)"]
+    cols = [*EDITS, *(f"word ({n}+ words)" for n in LONGS)]
     print("| benchmark | items | " + " | ".join(cols) + " |")
     print("| --- | --- | " + " | ".join("---" for _ in cols) + " |")
     for s, r in rates.items():
@@ -195,6 +199,8 @@ def main() -> int:
     print(f"\nfalse positives: {len(fp)} of {len(clean)} clean rows; {len(frame)} records against "
           f"{len(canonical)} benchmark items in {seconds:.1f} s")
     print("benchmarks' own train rows flagged (real overlaps):", out["own_train_flagged"])
+    print(f"benchmark texts too short to match: {len(summary.too_short)}:",
+          ", ".join(f"{t['source']} {t['text']!r}" for t in summary.too_short))
     for ex in out["false_positive_examples"]:
         print("  flagged clean row:", ex)
     if args.json:

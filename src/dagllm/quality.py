@@ -38,6 +38,14 @@ def skeleton(text: str) -> str:
     return _NOT_ALNUM.sub("", unicodedata.normalize("NFKC", text).casefold())
 
 
+_NOT_ALNUM_OR_SPACE = re.compile(r"[^\w\s]|_")
+
+
+def skeleton_words(text: str) -> list[str]:
+    """The skeletons of the whitespace-separated words of ``text`` (words of punctuation only are gone)."""
+    return _NOT_ALNUM_OR_SPACE.sub("", unicodedata.normalize("NFKC", text).casefold()).split()
+
+
 def _classes(texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """Character class of every character of all texts (0 space, 1 Hangul, 2 Latin, 3 digit,
     4 other letter, 5 symbol) and the start offset of each text."""

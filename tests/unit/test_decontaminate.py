@@ -181,3 +181,46 @@ def test_an_item_of_short_texts_with_one_word_replaced_across_them_is_caught():
     _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), canonical, DecontaminateParams())
     assert {h["id"] for h in s.contaminated} == {"rleak0", "rleak1"}
     assert {h["kind"] for h in s.contaminated} == {"ngram_overlap"}
+
+
+def _sentineg_items(texts: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([{"id": f"s{i}", "source": "kobest_sentineg", "split": "test", "native_id": str(i),
+                          "fields": json.dumps({"text": t, "label_origin": "1"}, ensure_ascii=False), "label": "0",
+                          "license": "CC BY-SA 4.0", "benchmark": True, "file": "f", "line": i + 2}
+                         for i, t in enumerate(texts)], columns=CANONICAL_COLUMNS)
+
+
+def test_a_short_sentence_with_a_word_replaced_that_leaves_no_ngram_is_found_by_its_words():
+    # 배송이 너무 느려요: every 5-letter n-gram of 배송이너무느려요 holds a letter of 너무, so the edited copy
+    # shares none of them; its words around the replaced one still line up
+    items = _sentineg_items(["배송이 너무 느려요", "완전 거북이배송"])
+    leaks = ["배송이 정말 느려요", "배송이 느려요"]  # replaced; dropped
+    clean = ["배송이 정말 빨라요",  # two of three words, but the rest (배송이) is one word
+             "배송이 오늘 도착했는데 느려요",  # the words are there but not side by side
+             "완전 최고예요"]  # a two-word item with one replaced leaves one word: never a copy
+    rows = [_rec(f"leak{j}", "다음 글을 요약하세요.", HOST.format(t), "요약") for j, t in enumerate(leaks)]
+    rows += [_rec(f"clean{j}", "다음 글을 요약하세요.", HOST.format(t), "요약") for j, t in enumerate(clean)]
+    _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), items, DecontaminateParams())
+    assert {h["id"] for h in s.contaminated} == {"rleak0", "rleak1"}
+    assert {h["benchmark"]["id"] for h in s.contaminated} == {"s0"}
+
+
+def test_words_common_in_the_records_do_not_vouch_for_a_copy():
+    # 좋을 것 같습니다 ends many ordinary sentences: after another first word it is not the item
+    items = _sentineg_items(["보관하기 좋을 것 같습니다"])
+    common = [f"{w} 하면 좋을 것 같습니다" for w in ("내일", "모레", "주말에", "다음에", "함께", "천천히", "미리",
+                                              "조금씩", "자주", "가끔", "일찍", "늦게", "같이", "혼자", "다시",
+                                              "먼저", "나중에", "오전에", "오후에", "저녁에", "밤에", "새벽에")]
+    rows = [_rec(f"clean{j}", "다음 글을 요약하세요.", HOST.format(t), "요약") for j, t in enumerate(common)]
+    rows.append(_rec("leak", "다음 글을 요약하세요.", HOST.format("보관하기 정말 것 같습니다"), "요약"))  # 좋을 replaced
+    _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), items, DecontaminateParams())
+    assert len(rows) - 1 > 20  # more records than COMMON_WORD_RECORDS hold 좋을, 것 and 같습니다
+    assert {h["id"] for h in s.contaminated} == {"rleak"}
+
+
+def test_benchmark_texts_too_short_to_match_are_named_in_the_report():
+    items = _sentineg_items(["좋아요", "싸다!", "배송이 너무 느려요"])
+    rows = [_rec("copy", "다음 글을 요약하세요.", HOST.format("좋아요"), "요약")]
+    _, s = decontaminate_frame(pd.DataFrame(rows, columns=RECORD_COLUMNS), items, DecontaminateParams())
+    assert [(t["id"], t["field"], t["text"]) for t in s.too_short] == [("s0", "text", "좋아요"), ("s1", "text", "싸다!")]
+    assert s.dropped == 0 and "2 benchmark texts too short to match" in s.lines()[1]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from rapidfuzz import fuzz
 
 from dagllm.io import read_parquet, write_json, write_parquet
 from dagllm.params import DecontaminateParams
-from dagllm.quality import char_ngram_hashes, skeleton
+from dagllm.quality import char_ngram_hashes, skeleton, skeleton_words
 
 
 @dataclass
@@ -65,14 +65,22 @@ class DecontaminationSummary:
     by_training_source: dict[str, int]
     by_kind: dict[str, int]
     contaminated: list[dict]
+    # benchmark texts too short to match (a SentiNeg sentence 좋아요, an item of labels only), named here
+    too_short: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return self.__dict__
 
     def lines(self) -> list[str]:
         where = ", ".join(f"{k}={v}" for k, v in self.by_benchmark_source.items()) or "none"
-        return [f"decontaminated {self.records} records against {self.benchmark_items} benchmark items "
-                f"({self.units} texts): dropped {self.dropped} ({where}), kept {self.kept}"]
+        lines = [f"decontaminated {self.records} records against {self.benchmark_items} benchmark items "
+                 f"({self.units} texts): dropped {self.dropped} ({where}), kept {self.kept}"]
+        if self.too_short:
+            lines.append(f"{len(self.too_short)} benchmark texts too short to match (under min_piece_chars "
+                         "letters; listed under too_short in the report): "
+                         + ", ".join(f"{t['source']} {t['text']!r}" for t in self.too_short[:5])
+                         + (" ..." if len(self.too_short) > 5 else ""))
+        return lines
 
 
 def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: int = 5,
@@ -90,7 +98,7 @@ def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: 
     for row in bench.itertuples(index=False):
         raw = {name: str(value) for name, value in json.loads(row.fields).items()}
         fields = {name: skeleton(value) for name, value in raw.items()}
-        words = {name: [w for w in map(skeleton, value.split()) if w] for name, value in raw.items()}
+        words = {name: skeleton_words(value) for name, value in raw.items()}
         names = [name for name, text in fields.items() if len(text) >= min_piece]
         alone = set(unit_fields.get(row.source, []))
         long_fields = [name for name, text in fields.items()
@@ -112,6 +120,22 @@ def record_texts(records: pd.DataFrame) -> list[str]:
     return ["\n".join((skeleton(a), skeleton(b), skeleton(c))) for a, b, c in
             zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
                 strict=True)]
+
+
+def record_words(instruction: str, input_: str, output: str) -> list[str]:
+    """The record's words (skeletons of its whitespace tokens), a line break between fields so that a word
+    window never spans two of them."""
+    out: list[str] = []
+    for text in (instruction, input_, output):
+        out += skeleton_words(text)
+        out.append("\n")
+    return out
+
+
+def word_pairs(words: list[str]) -> set[tuple[str, str]]:
+    """Each word with the next and the one after it: one word replaced or dropped in a run of three or more
+    words leaves at least one of these pairs (the two around it) intact."""
+    return {(words[i], words[j]) for i in range(len(words)) for j in (i + 1, i + 2) if j < len(words)}
 
 
 # An n-gram found in more benchmark texts than this is a common phrase (했습니다, 있습니까): it says
@@ -150,8 +174,17 @@ def _one_word_off(words: list[str], text: str) -> bool:
     The rest must be at least :data:`MIN_REST_CHARS` long: in a short sentence one word is a large
     share of the characters, so a similarity ratio misses what this finds.
     """
-    for k, word in enumerate(words if len(words) >= 2 else []):
-        pre, suf = "".join(words[:k]), "".join(words[k + 1:])
+    m = len(words)
+    if m < 2:
+        return False
+    full, ends = "".join(words), np.cumsum([len(w) for w in words]).tolist()
+    half = ends[m // 2 - 1]
+    # one replaced word leaves the half it is not in verbatim: the words before it or the words after it
+    after_ok, before_ok = full[half:] in text, full[:half] in text
+    for k, word in enumerate(words):
+        if not (after_ok if k < m // 2 else before_ok):
+            continue
+        pre, suf = full[:ends[k] - len(word)], full[ends[k]:]
         if len(pre) + len(suf) < MIN_REST_CHARS:
             continue
         if not pre or not suf:
@@ -167,8 +200,70 @@ def _one_word_off(words: list[str], text: str) -> bool:
     return False
 
 
+# Words of a benchmark text that must remain around one replaced word when the record's words line up
+# with the text's word for word (characters, over at least two whole words).
+MIN_ALIGNED_REST_CHARS = 5
+# A word in more than this share of the records (and more than COMMON_WORD_RECORDS of them) is a common word
+# (것, 같습니다): its letters do not count towards MIN_ALIGNED_REST_CHARS.
+COMMON_WORD_SHARE = 0.001
+COMMON_WORD_RECORDS = 20
+
+
+def common_words(words_of: list[list[str]]) -> frozenset[str]:
+    """The words that occur in so many of the records that they say nothing about which item one copies."""
+    df: Counter = Counter()
+    for ws in words_of:
+        df.update(set(ws))
+    floor = max(COMMON_WORD_RECORDS, COMMON_WORD_SHARE * len(words_of))
+    return frozenset(w for w, c in df.items() if c > floor)
+
+
+@dataclass
+class RecordWords:
+    """A record's words and where each occurs, for the word-aligned check; ``common``: the corpus's common words."""
+
+    words: list[str]
+    at: dict[str, list[int]]
+    common: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, words: list[str], common: frozenset[str] = frozenset()) -> RecordWords:
+        at: dict[str, list[int]] = defaultdict(list)
+        for i, w in enumerate(words):
+            at[w].append(i)
+        return cls(words, at, common)
+
+
+def _aligned_one_word_off(words: list[str], record: RecordWords) -> bool:
+    """Whether the record holds ``words`` as whole words, in order and adjacent, with exactly one replaced
+    by another word or dropped.
+
+    Whole words at word boundaries are a stricter match than letters in order, so the rest may be shorter
+    than :data:`MIN_REST_CHARS`: at least two words and :data:`MIN_ALIGNED_REST_CHARS` letters in words that
+    are not common in the records (배송이 너무 느려요 with one replaced, not 좋을 것 같습니다 after any word).
+    One word left of two is never enough: it is a word.
+    """
+    m, rw = len(words), record.words
+    missing = [k for k, w in enumerate(words) if w not in record.at]
+    if m < 3 or len(missing) > 1:
+        return False
+    content = [0 if w in record.common else len(w) for w in words]
+    for k in missing or range(m):  # the one word the record lacks is the replaced one
+        if sum(content) - content[k] < MIN_ALIGNED_REST_CHARS:
+            continue
+        rest = words[:k] + words[k + 1:]
+        for p in record.at.get(rest[0], ()):
+            if rw[p:p + m - 1] == rest:  # dropped
+                return True
+            s = p - 1 if k == 0 else p  # replaced: the window starts one word earlier when the first one is
+            if (s >= 0 and s + m <= len(rw) and rw[s + k] != "\n" and rw[s:s + k] == words[:k]
+                    and rw[s + k + 1:s + m] == words[k + 1:]):
+                return True
+    return False
+
+
 def _present(piece: str, words: list[str], text: str, share: float, params: DecontaminateParams,
-             alone: bool) -> tuple[bool, float]:
+             alone: bool, record: RecordWords | None = None) -> tuple[bool, float]:
     """Whether ``piece`` is in ``text``: verbatim, by n-gram share, by an edit-tolerant alignment, or
     with one word replaced. A short text (under min_unit_chars) matched ``alone`` never counts by
     share: a 7-character sentence shares most n-grams with any sentence ending the same way. A short
@@ -182,12 +277,14 @@ def _present(piece: str, words: list[str], text: str, share: float, params: Deco
         return False, share
     # under MIN_FUZZY_CHARS one substitution already passes a similarity ratio: such texts need the word check
     score = fuzz.partial_ratio(piece, text) / 100 if len(piece) >= MIN_FUZZY_CHARS else 0.0
-    if score >= params.edit_similarity or _one_word_off(words, text):
+    if (score >= params.edit_similarity or _one_word_off(words, text)
+            or (short and alone and record is not None and _aligned_one_word_off(words, record))):
         return True, max(share, score)
     return False, max(share, score)
 
 
-def _match(unit: Unit, text: str, shares: list[float], params: DecontaminateParams) -> tuple[bool, bool, float]:
+def _match(unit: Unit, text: str, shares: list[float], params: DecontaminateParams,
+           record: RecordWords | None = None) -> tuple[bool, bool, float]:
     """(matched, exact copy, overlap) of one unit in one record.
 
     A field unit matches when its text is present; a whole item when at least ``threshold`` of its
@@ -196,7 +293,7 @@ def _match(unit: Unit, text: str, shares: list[float], params: DecontaminatePara
     words = unit.words or [[p] for p in unit.pieces]
     # a short text alone needs more than an n-gram share; inside a whole item the other fields vouch for it
     alone = unit.field != "*"
-    found = [_present(p, w, text, s, params, alone)
+    found = [_present(p, w, text, s, params, alone, record)
              for p, w, s in zip(unit.pieces, words, shares, strict=True)]
     exact = all(p in text for p in unit.pieces)
     if unit.exact_only:
@@ -204,7 +301,9 @@ def _match(unit: Unit, text: str, shares: list[float], params: DecontaminatePara
     if unit.field != "*":
         return found[0][0] or exact, exact, 1.0 if exact else found[0][1]
     overlap = float(np.mean([ok for ok, _ in found]))
-    if overlap < params.threshold and len(words) > 1 and _one_word_off([w for ws in words for w in ws], text):
+    every = [w for ws in words for w in ws]
+    if overlap < params.threshold and len(words) > 1 and (
+            _one_word_off(every, text) or (record is not None and _aligned_one_word_off(every, record))):
         # the item's texts copied one after another with one word replaced across them (WiC's two
         # contexts): the words of the whole item in order, all but one, are as telling as one long text
         return True, exact, 1.0 - 1.0 / max(sum(len(ws) for ws in words), 2)
@@ -229,16 +328,30 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
     hit = bench[pos] == rh
     hits_per_record = np.add.reduceat(hit.astype(np.int64), roff[:-1]) if len(rh) else np.zeros(len(texts))
     hits_per_record[np.diff(roff) == 0] = 0  # reduceat reads the next text's slot for an empty one
+    # a short text with one word replaced can keep none of its n-grams (배송이 너무 느려요 -> 배송이 정말 느려요):
+    # its records are found by the word pairs around the replaced word instead
+    by_pair: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for u, unit in enumerate(units):
+        for piece, ws in zip(unit.pieces, unit.words or [[] for _ in unit.pieces], strict=True):
+            if len(piece) < params.min_unit_chars and len(ws) >= 3 and not unit.exact_only:
+                for pair in word_pairs(ws):
+                    by_pair[pair].add(u)
+    words_of = [record_words(a, b, c) for a, b, c in zip(
+        records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""), strict=True)]
+    common = common_words(words_of)
+    paired = {i: set().union(*found) for i, ws in enumerate(words_of)
+              if (found := [by_pair[p] for p in word_pairs(ws) if p in by_pair])}
     out = []
-    for i in np.flatnonzero(hits_per_record > 0).tolist():
+    for i in sorted(set(np.flatnonzero(hits_per_record > 0).tolist()) | set(paired)):
         grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
         shared: Counter = Counter(p for g in grams for p in owners.get(g, ()))
-        best = None
+        best, record = None, RecordWords.of(words_of[i], common)
         # a piece shorter than n has one padded n-gram that no record holds: such units are checked verbatim
         for u in sorted({int(unit_of_piece[p]) for p, c in shared.items() if c >= MIN_EVIDENCE * size[p] or short[p]}
-                        | {u for u in short_units if all(p in texts[i] for p in units[u].pieces)}):
+                        | {u for u in short_units if all(p in texts[i] for p in units[u].pieces)}
+                        | paired.get(i, set())):
             shares = [shared.get(p, 0) / size[p] if size[p] else 0.0 for p in range(first[u], first[u + 1])]
-            matched, exact, overlap = _match(units[u], texts[i], shares, params)
+            matched, exact, overlap = _match(units[u], texts[i], shares, params, record)
             if matched and (best is None or (exact, overlap) > best[0]):
                 best = ((exact, overlap), u)
         if best is None:
@@ -268,10 +381,26 @@ def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
         by_benchmark_source=dict(sorted(Counter(h["benchmark"]["source"] for h in hits).items())),
         by_training_source=dict(sorted(Counter(h["source"] for h in hits).items())),
         by_kind=dict(sorted(Counter(h["kind"] for h in hits).items())),
-        contaminated=hits,
+        contaminated=hits, too_short=_too_short(canonical, units, params),
     )
     assert summary.records == summary.kept + summary.dropped
     return kept, summary
+
+
+def _too_short(canonical: pd.DataFrame, units: list[Unit], params: DecontaminateParams) -> list[dict]:
+    """The benchmark texts nothing can match: items that gave no unit, and fields named in ``unit_fields``
+    (matched on their own) under ``min_piece_chars`` letters."""
+    matched = {u.item_id for u in units}
+    out = []
+    for r in canonical[canonical["benchmark"].astype(bool)].itertuples(index=False):
+        fields = {k: str(v) for k, v in json.loads(r.fields).items()}
+        alone = [k for k in params.unit_fields.get(r.source, []) if 0 < len(skeleton(fields.get(k, ""))) <
+                 params.min_piece_chars]
+        if r.id not in matched or alone:
+            out.append({"source": r.source, "split": r.split, "id": r.id, "native_id": r.native_id,
+                        "field": alone[0] if alone else "*",
+                        "text": (fields[alone[0]] if alone else " / ".join(fields.values()))[:200]})
+    return out
 
 
 def run_decontaminate(params: DecontaminateParams, validated: Path, canonical: Path, out_table: Path,
