@@ -328,14 +328,15 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
     hit = bench[pos] == rh
     hits_per_record = np.add.reduceat(hit.astype(np.int64), roff[:-1]) if len(rh) else np.zeros(len(texts))
     hits_per_record[np.diff(roff) == 0] = 0  # reduceat reads the next text's slot for an empty one
-    # a short text with one word replaced can keep none of its n-grams (배송이 너무 느려요 -> 배송이 정말 느려요):
-    # its records are found by the word pairs around the replaced word instead
+    # a short text matched alone with one word replaced can keep none of its n-grams (배송이 너무 느려요 ->
+    # 배송이 정말 느려요): such records are found by the word pairs around the replaced word, and a record
+    # found only that way is matched only word-aligned
     by_pair: dict[tuple[str, str], set[int]] = defaultdict(set)
     for u, unit in enumerate(units):
-        for piece, ws in zip(unit.pieces, unit.words or [[] for _ in unit.pieces], strict=True):
-            if len(piece) < params.min_unit_chars and len(ws) >= 3 and not unit.exact_only:
-                for pair in word_pairs(ws):
-                    by_pair[pair].add(u)
+        ws = unit.words[0] if unit.words else []
+        if unit.field != "*" and len(unit.pieces[0]) < params.min_unit_chars and len(ws) >= 3:
+            for pair in word_pairs(ws):
+                by_pair[pair].add(u)
     words_of = [record_words(a, b, c) for a, b, c in zip(
         records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""), strict=True)]
     common = common_words(words_of)
@@ -347,11 +348,15 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
         shared: Counter = Counter(p for g in grams for p in owners.get(g, ()))
         best, record = None, RecordWords.of(words_of[i], common)
         # a piece shorter than n has one padded n-gram that no record holds: such units are checked verbatim
-        for u in sorted({int(unit_of_piece[p]) for p, c in shared.items() if c >= MIN_EVIDENCE * size[p] or short[p]}
-                        | {u for u in short_units if all(p in texts[i] for p in units[u].pieces)}
-                        | paired.get(i, set())):
-            shares = [shared.get(p, 0) / size[p] if size[p] else 0.0 for p in range(first[u], first[u + 1])]
-            matched, exact, overlap = _match(units[u], texts[i], shares, params, record)
+        found = ({int(unit_of_piece[p]) for p, c in shared.items() if c >= MIN_EVIDENCE * size[p] or short[p]}
+                 | {u for u in short_units if all(p in texts[i] for p in units[u].pieces)})
+        for u in sorted(found | paired.get(i, set())):
+            if u in found:
+                shares = [shared.get(p, 0) / size[p] if size[p] else 0.0 for p in range(first[u], first[u + 1])]
+                matched, exact, overlap = _match(units[u], texts[i], shares, params, record)
+            else:
+                ws = units[u].words[0]
+                matched, exact, overlap = _aligned_one_word_off(ws, record), False, 1.0 - 1.0 / len(ws)
             if matched and (best is None or (exact, overlap) > best[0]):
                 best = ((exact, overlap), u)
         if best is None:
