@@ -301,9 +301,7 @@ def _match(unit: Unit, text: str, shares: list[float], params: DecontaminatePara
     if unit.field != "*":
         return found[0][0] or exact, exact, 1.0 if exact else found[0][1]
     overlap = float(np.mean([ok for ok, _ in found]))
-    every = [w for ws in words for w in ws]
-    if overlap < params.threshold and len(words) > 1 and (
-            _one_word_off(every, text) or (record is not None and _aligned_one_word_off(every, record))):
+    if overlap < params.threshold and len(words) > 1 and _one_word_off([w for ws in words for w in ws], text):
         # the item's texts copied one after another with one word replaced across them (WiC's two
         # contexts): the words of the whole item in order, all but one, are as telling as one long text
         return True, exact, 1.0 - 1.0 / max(sum(len(ws) for ws in words), 2)
