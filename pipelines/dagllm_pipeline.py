@@ -97,7 +97,7 @@ def build_pipeline(params: Params):
 
 
 def watcher_settings(k: KubeflowParams) -> KubeflowParams:
-    """The train task of a multi-node run only creates and watches the TrainJob (training/kubejob.py):
+    """The train task of a multi-node run only creates and watches the TrainJob (stages/trainjob.py):
     no GPU and default CPU/memory for its pod; the job's nodes get ``gpu.train`` and ``resources.train``."""
     return k.model_copy(update={"gpu": {t: g for t, g in k.gpu.items() if t != "train"},
                                  "resources": {t: r for t, r in k.resources.items() if t != "train"}})

@@ -187,7 +187,7 @@ def train(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     One process by default; train.num_processes=N (per node) starts N ranks through torchrun (one per
     GPU, or gloo processes on CPU) and train.num_nodes=M joins a cluster job's rendezvous (docs/training.md).
     """
-    from dagllm.training.launch import train as run_train
+    from dagllm.stages.train_launch import train as run_train
 
     _stage("train", params, overrides, lambda p, lay: run_train(
         p.train, p.mlflow, lay.train_split, lay.model_dir, lay.train_run, lay.train_metrics, lay.train_curve,

@@ -277,12 +277,12 @@ def balance(params_json: str, records_dir: Path, train_dir: Path, val_dir: Path,
 
 
 def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSink) -> None:
-    from dagllm.training.launch import train as run_train, train_params_for_task
+    from dagllm.stages.train_launch import train as run_train, train_params_for_task
 
     p = _params(params_json)
     tp = train_params_for_task(p)
-    if tp.num_nodes > 1:  # several nodes: a Kubeflow TrainJob on the model volume (training/kubejob.py)
-        from dagllm.training.kubejob import train_on_cluster
+    if tp.num_nodes > 1:  # several nodes: a Kubeflow TrainJob on the model volume (stages/trainjob.py)
+        from dagllm.stages.trainjob import train_on_cluster
 
         s = train_on_cluster(p, tp, train_dir / "records.parquet", _model_files_for(p, model_dir), model_dir)
     else:

@@ -251,7 +251,7 @@ class TrainParams(_Section):
     upload_checkpoints: bool = Field(False, description="also upload checkpoints to MLflow (background thread)")
     system_metrics_interval_s: float = Field(5.0, gt=0, description="MLflow system metrics sampling interval")
     num_processes: int = Field(1, ge=1, le=64, description="training processes per node (one per GPU; gloo "
-                               "processes on CPU); > 1 launches torchrun (dagllm/training/launch.py)")
+                               "processes on CPU); > 1 launches torchrun (dagllm/stages/train_launch.py)")
     num_nodes: int = Field(1, ge=1, le=256, description="nodes; > 1 needs a cluster job's rendezvous "
                            "(PET_MASTER_ADDR, PET_NODE_RANK: a Kubeflow TrainJob sets them)")
     tiny: TinyModelParams = TinyModelParams()

@@ -1,6 +1,6 @@
 """A rank of a 2-process test run: the real launcher entry point, observed.
 
-Started by torchrun (``dagllm.training.launch.torchrun_command(..., entry=[this file])``). Before
+Started by torchrun (``dagllm.stages.train_launch.torchrun_command(..., entry=[this file])``). Before
 training it wraps three things to record, per rank, into ``PROBE_DIR/rank-R.json``:
 the packed rows each batch held (digests), whether this rank called ``dagllm.tracking.configure``
 (creates the MLflow experiment), and a digest of the model weights when training ended.
@@ -19,7 +19,8 @@ def main() -> int:
     import transformers
 
     import dagllm.tracking
-    from dagllm.training import launch, packing
+    from dagllm.stages import train_launch as launch
+    from dagllm.training import packing
 
     rank = int(os.environ["RANK"])
     seen: dict = {"rows": [], "configure_calls": 0, "weights": None}

@@ -1,6 +1,6 @@
 """Two training processes on CPU (gloo, DeepSpeed ZeRO-2): sharding, rank 0 alone tracks, same weights, resume.
 
-The launcher is the real one (torchrun over ``dagllm.training.launch``); the first run is observed by
+The launcher is the real one (torchrun over ``dagllm.stages.train_launch``); the first run is observed by
 ``dist_probe.py`` (each rank records its batches, its MLflow set-up calls and its final weights), the
 second goes through ``dagllm train train.num_processes=2``, is SIGKILLed after a checkpoint (the whole
 process group: CLI, torchrun and both ranks) and restarted.
@@ -22,7 +22,8 @@ import yaml
 
 from dagllm.params import load_params
 from dagllm.paths import Layout
-from dagllm.training import checkpoints, launch
+from dagllm.stages import train_launch as launch
+from dagllm.training import checkpoints
 
 from ..conftest import registry, small_params
 from .test_training import LAUNCHER_ENV, TINY, records

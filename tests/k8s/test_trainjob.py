@@ -1,4 +1,4 @@
-"""Multi-node training from the train step (src/dagllm/training/kubejob.py), tested offline.
+"""Multi-node training from the train step (src/dagllm/stages/trainjob.py), tested offline.
 
 - The TrainJob it creates, against the CRD's schema (tests/k8s/trainjob_schema.yaml, written from
   Kubeflow Trainer v2.3.0's published CRD) and against what the torch runtime expects.
@@ -23,8 +23,8 @@ from kubernetes import client
 
 from dagllm import kfp_glue
 from dagllm.params import Params
-from dagllm.training import kubejob
-from dagllm.training.kubejob import JobFiles, KubeApi, TrainJobError, build_trainjob, run_trainjob
+from dagllm.stages import trainjob
+from dagllm.stages.trainjob import JobFiles, KubeApi, TrainJobError, build_trainjob, run_trainjob
 
 from ..conftest import REPO, small_params
 from .kube_server import FakeKube, cond, serve
@@ -46,7 +46,7 @@ def _params(tmp_path: Path, **train_job) -> Params:
 
 def _job(tmp_path: Path, **train_job) -> dict:
     p = _params(tmp_path, **train_job)
-    from dagllm.training.launch import train_params_for_task
+    from dagllm.stages.train_launch import train_params_for_task
 
     return build_trainjob(p, train_params_for_task(p), "dagllm-train-0123456789ab", Path("/mnt/models/x/spec.json"))
 
@@ -80,7 +80,7 @@ def test_manifest_runs_the_node_launcher_with_all_gpus_on_the_volume(tmp_path):
     assert job["spec"]["runtimeRef"] == {"name": "torch-distributed", "apiGroup": "trainer.kubeflow.org",
                                          "kind": "ClusterTrainingRuntime"}
     assert tr["image"] == p.kubeflow.images.train
-    assert tr["command"] == ["python", "-m", "dagllm.training.launch", "--node", "/mnt/models/x/spec.json"]
+    assert tr["command"] == ["python", "-m", "dagllm.stages.train_launch", "--node", "/mnt/models/x/spec.json"]
     assert (tr["numNodes"], tr["numProcPerNode"]) == (2, 8)  # one rank per GPU of each node
     assert tr["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 8
     assert tr["resourcesPerNode"]["requests"] == {"cpu": p.kubeflow.resources["train"].cpu_request,
@@ -114,8 +114,8 @@ def test_manifest_runs_the_node_launcher_with_all_gpus_on_the_volume(tmp_path):
 
 
 def test_job_name_is_a_dns_label_and_stable():
-    a = kubejob.job_name(Path("/mnt/models/runs/abc/hf"))
-    assert a == kubejob.job_name(Path("/mnt/models/runs/abc/hf")) != kubejob.job_name(Path("/mnt/models/runs/abd/hf"))
+    a = trainjob.job_name(Path("/mnt/models/runs/abc/hf"))
+    assert a == trainjob.job_name(Path("/mnt/models/runs/abc/hf")) != trainjob.job_name(Path("/mnt/models/runs/abd/hf"))
     jsonschema.validate(a, SCHEMA["properties"]["metadata"]["properties"]["name"])
 
 
@@ -186,9 +186,9 @@ def test_success_creates_waits_emits_the_model_and_deletes(tmp_path, kube, capsy
     p = _params(tmp_path)
     model_dir = tmp_path / "artifact"
     model_files = kfp_glue._model_files_for(p, model_dir)
-    from dagllm.training.launch import train_params_for_task
+    from dagllm.stages.train_launch import train_params_for_task
 
-    s = kubejob.train_on_cluster(p, train_params_for_task(p), _records(tmp_path), model_files, model_dir, _api(url))
+    s = trainjob.train_on_cluster(p, train_params_for_task(p), _records(tmp_path), model_files, model_dir, _api(url))
 
     assert (s.run_id, s.steps, s.final_loss) == ("r1", 4, 2.5)
     (post,) = state.calls_to("POST")
@@ -310,17 +310,17 @@ def test_namespace_from_the_service_account(tmp_path):
     sa = tmp_path / "namespace"
     sa.write_text("kubeflow-user-a\n")
     kj = _params(tmp_path, namespace=None).kubeflow.train_job
-    assert kubejob.current_namespace(kj, sa) == "kubeflow-user-a"
+    assert trainjob.current_namespace(kj, sa) == "kubeflow-user-a"
     with pytest.raises(TrainJobError, match="kubeflow.train_job.namespace"):
-        kubejob.current_namespace(kj, tmp_path / "absent")
-    assert kubejob.current_namespace(_params(tmp_path).kubeflow.train_job, tmp_path / "absent") == NS
+        trainjob.current_namespace(kj, tmp_path / "absent")
+    assert trainjob.current_namespace(_params(tmp_path).kubeflow.train_job, tmp_path / "absent") == NS
 
 
 def test_no_model_volume_is_a_clear_error(tmp_path):
     p = _params(tmp_path)
     p = p.model_copy(update={"kubeflow": p.kubeflow.model_copy(update={"model_pvc": None})})
     with pytest.raises(TrainJobError, match="needs kubeflow.model_pvc"):
-        kubejob.train_on_cluster(p, p.train, _records(tmp_path), tmp_path / "m", tmp_path / "a", api=object())
+        trainjob.train_on_cluster(p, p.train, _records(tmp_path), tmp_path / "m", tmp_path / "a", api=object())
 
 
 def test_the_kfp_train_step_runs_a_trainjob_when_num_nodes_is_2(tmp_path, kube, monkeypatch):

@@ -3,7 +3,7 @@
 :func:`train` is what ``dagllm train``, DVC and the KFP train step call. With
 ``train.num_processes * train.num_nodes == 1`` (or when a launcher already started this process) it
 trains in this process. Otherwise it writes a *spec* (the train params, MLflow params and output
-paths as JSON) and runs ``torchrun`` over ``python -m dagllm.training.launch SPEC``: every rank
+paths as JSON) and runs ``torchrun`` over ``python -m dagllm.stages.train_launch SPEC``: every rank
 reads the same spec and calls :func:`dagllm.stages.train.run_train`, which shards the data (the
 Trainer's distributed sampler), lets rank 0 alone talk to MLflow and write files, and resumes every
 rank from the checkpoint rank 0 picked. Rank 0 writes the run summary next to the spec, which this
@@ -12,7 +12,7 @@ process returns.
 - One node: ``torchrun --standalone`` (a free loopback rendezvous).
 - Several nodes: every node runs the same command; the rendezvous (``PET_MASTER_ADDR``,
   ``PET_MASTER_PORT``, ``PET_NODE_RANK``) comes from the cluster job that started the pods (a
-  Kubeflow TrainJob or PyTorchJob sets them; :mod:`dagllm.training.kubejob` builds one). torchrun
+  Kubeflow TrainJob or PyTorchJob sets them; :mod:`dagllm.stages.trainjob` builds one). torchrun
   reads those variables itself.
 
 On GPUs the backend is NCCL and each rank binds ``cuda:LOCAL_RANK`` before its first collective; on
@@ -65,7 +65,7 @@ class TrainSpec:
         try:
             return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError) as exc:
-            raise LaunchError(f"{path}: not a training spec ({exc}); it is written by dagllm.training.launch") from None
+            raise LaunchError(f"{path}: not a training spec ({exc}); it is written by dagllm.stages.train_launch") from None
 
 
 def world_size(params: TrainParams) -> int:
@@ -112,7 +112,7 @@ def torchrun_command(params: TrainParams, spec_path: Path, entry: list[str] | No
     Args:
         params: the train section (``num_processes`` per node, ``num_nodes``).
         spec_path: the spec every rank reads.
-        entry: what each rank runs (default ``-m dagllm.training.launch``; tests pass a probe script).
+        entry: what each rank runs (default ``-m dagllm.stages.train_launch``; tests pass a probe script).
 
     Raises:
         LaunchError: several nodes but no rendezvous in the environment.
@@ -129,7 +129,7 @@ def torchrun_command(params: TrainParams, spec_path: Path, entry: list[str] | No
                 "is not set. On Kubeflow the train step creates a TrainJob that sets them "
                 "(train.num_nodes > 1 in the DAG); by hand, run the same command on every node with PET_MASTER_ADDR, "
                 "PET_MASTER_PORT and PET_NODE_RANK (0..num_nodes-1) exported.")
-    return cmd + (entry or ["-m", "dagllm.training.launch"]) + [str(spec_path)]
+    return cmd + (entry or ["-m", "dagllm.stages.train_launch"]) + [str(spec_path)]
 
 
 def child_env(num_processes: int) -> dict[str, str]:
@@ -225,8 +225,8 @@ def run_spec(spec: TrainSpec):
 def launch_node(spec_path: Path) -> None:
     """One node of a multi-node run: torchrun over this node's ranks of ``spec_path``.
 
-    What each pod of a Kubeflow TrainJob runs (``python -m dagllm.training.launch --node SPEC``,
-    :mod:`dagllm.training.kubejob`): the job set the rendezvous variables, the spec and the data lie on
+    What each pod of a Kubeflow TrainJob runs (``python -m dagllm.stages.train_launch --node SPEC``,
+    :mod:`dagllm.stages.trainjob`): the job set the rendezvous variables, the spec and the data lie on
     the shared model volume.
 
     Raises:
@@ -237,7 +237,7 @@ def launch_node(spec_path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dagllm.training.launch SPEC``: the entry point of every rank; ``--node SPEC``: of a node."""
+    """``python -m dagllm.stages.train_launch SPEC``: the entry point of every rank; ``--node SPEC``: of a node."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) == 2 and args[0] == "--node":
         from dagllm.runtime import offline
@@ -246,12 +246,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             launch_node(Path(args[1]))
         except LaunchError as exc:
-            print(f"dagllm.training.launch --node: {exc}", file=sys.stderr)
+            print(f"dagllm.stages.train_launch --node: {exc}", file=sys.stderr)
             return 1
         return 0
     if len(args) != 1:
-        print("usage: python -m dagllm.training.launch SPEC.json (a rank, started by torchrun; see dagllm train)\n"
-              "       python -m dagllm.training.launch --node SPEC.json (one node of a TrainJob)",
+        print("usage: python -m dagllm.stages.train_launch SPEC.json (a rank, started by torchrun; see dagllm train)\n"
+              "       python -m dagllm.stages.train_launch --node SPEC.json (one node of a TrainJob)",
               file=sys.stderr)
         return 2
     from dagllm.runtime import offline

@@ -1,11 +1,11 @@
 """Multi-node training from the DAG's train step: a Kubeflow Trainer TrainJob on the model volume.
 
 When ``train.num_nodes > 1`` the KFP train step (:func:`dagllm.kfp_glue.train`) does not train
-itself. It puts the training records and a launch spec (:class:`~dagllm.training.launch.TrainSpec`)
+itself. It puts the training records and a launch spec (:class:`~dagllm.stages.train_launch.TrainSpec`)
 in a per-run folder on the shared model PVC, creates a ``trainer.kubeflow.org/v1alpha1`` TrainJob
 that references a torch ClusterTrainingRuntime (``kubeflow.train_job.runtime``), waits for its
 ``Complete`` or ``Failed`` condition, and then reads rank 0's summary and reports from the same
-folder. Every node of the job runs ``python -m dagllm.training.launch --node SPEC``: torchrun over
+folder. Every node of the job runs ``python -m dagllm.stages.train_launch --node SPEC``: torchrun over
 that node's ranks, with the rendezvous (``PET_MASTER_ADDR``, ``PET_MASTER_PORT``,
 ``PET_NODE_RANK``) the torch runtime sets in each pod.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from dagllm.params import Params, TrainJobParams, TrainParams
-from dagllm.training.launch import LaunchError, make_spec
+from dagllm.stages.train_launch import LaunchError, make_spec
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
@@ -124,7 +124,7 @@ def build_trainjob(p: Params, train: TrainParams, name: str, spec_path: Path) ->
             "activeDeadlineSeconds": kj.timeout_s,
             "trainer": {
                 "image": k.images.train,
-                "command": ["python", "-m", "dagllm.training.launch", "--node", str(spec_path)],
+                "command": ["python", "-m", "dagllm.stages.train_launch", "--node", str(spec_path)],
                 "numNodes": train.num_nodes,
                 "numProcPerNode": train.num_processes,
                 "resourcesPerNode": {"requests": {"cpu": res.cpu_request, "memory": res.memory_request},
