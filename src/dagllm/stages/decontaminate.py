@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +137,7 @@ def record_words(instruction: str, input_: str, output: str) -> list[str]:
 def word_pairs(words: list[str]) -> set[tuple[str, str]]:
     """Each word with the next and the one after it: one word replaced or dropped in a run of three or more
     words leaves at least one of these pairs (the two around it) intact."""
-    return {(words[i], words[j]) for i in range(len(words)) for j in (i + 1, i + 2) if j < len(words)}
+    return set(zip(words, words[1:])) | set(zip(words, words[2:]))
 
 
 # An n-gram found in more benchmark texts than this is a common phrase (했습니다, 있습니까): it says
@@ -177,7 +179,7 @@ def _one_word_off(words: list[str], text: str) -> bool:
     m = len(words)
     if m < 2:
         return False
-    full, ends = "".join(words), np.cumsum([len(w) for w in words]).tolist()
+    full, ends = "".join(words), list(accumulate(map(len, words)))
     half = ends[m // 2 - 1]
     # one replaced word leaves the half it is not in verbatim: the words before it or the words after it
     after_ok, before_ok = full[half:] in text, full[:half] in text
@@ -209,29 +211,38 @@ COMMON_WORD_SHARE = 0.001
 COMMON_WORD_RECORDS = 20
 
 
-def common_words(words_of: list[list[str]]) -> frozenset[str]:
-    """The words that occur in so many of the records that they say nothing about which item one copies."""
-    df: Counter = Counter()
-    for ws in words_of:
-        df.update(set(ws))
-    floor = max(COMMON_WORD_RECORDS, COMMON_WORD_SHARE * len(words_of))
-    return frozenset(w for w, c in df.items() if c > floor)
-
-
-@dataclass
 class RecordWords:
-    """A record's words and where each occurs, for the word-aligned check; ``common``: the corpus's common words."""
+    """A record's words and where each occurs, for the word-aligned check, made when first asked for (most
+    candidate records never need them); ``common``: the words common in the records."""
 
-    words: list[str]
-    at: dict[str, list[int]]
-    common: frozenset[str] = frozenset()
+    def __init__(self, fields: tuple[str, str, str], common: frozenset[str] = frozenset()):
+        self.fields, self.common = fields, common
 
-    @classmethod
-    def of(cls, words: list[str], common: frozenset[str] = frozenset()) -> RecordWords:
+    @cached_property
+    def words(self) -> list[str]:
+        return record_words(*self.fields)
+
+    @cached_property
+    def at(self) -> dict[str, list[int]]:
         at: dict[str, list[int]] = defaultdict(list)
-        for i, w in enumerate(words):
+        for i, w in enumerate(self.words):
             at[w].append(i)
-        return cls(words, at, common)
+        return at
+
+
+def _word_pass(fields: list[tuple[str, str, str]], by_pair: dict[tuple[str, str], set[int]]
+               ) -> tuple[frozenset[str], dict[int, set[int]]]:
+    """One pass over the records' words (not kept: they are made again for the few records that need them):
+    the common words, and per record the units whose word pairs it holds."""
+    df: Counter = Counter()
+    paired: dict[int, set[int]] = {}
+    for i, f in enumerate(fields):
+        ws = record_words(*f)
+        df.update(set(ws))
+        if found := by_pair.keys() & word_pairs(ws):
+            paired[i] = set().union(*(by_pair[p] for p in found))
+    floor = max(COMMON_WORD_RECORDS, COMMON_WORD_SHARE * len(fields))
+    return frozenset(w for w, c in df.items() if c > floor), paired
 
 
 def _aligned_one_word_off(words: list[str], record: RecordWords) -> bool:
@@ -335,16 +346,14 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
         if unit.field != "*" and len(unit.pieces[0]) < params.min_unit_chars and len(ws) >= 3:
             for pair in word_pairs(ws):
                 by_pair[pair].add(u)
-    words_of = [record_words(a, b, c) for a, b, c in zip(
-        records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""), strict=True)]
-    common = common_words(words_of)
-    paired = {i: set().union(*found) for i, ws in enumerate(words_of)
-              if (found := [by_pair[p] for p in word_pairs(ws) if p in by_pair])}
+    fields = list(zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
+                      strict=True))
+    common, paired = _word_pass(fields, by_pair)
     out = []
     for i in sorted(set(np.flatnonzero(hits_per_record > 0).tolist()) | set(paired)):
         grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
         shared: Counter = Counter(p for g in grams for p in owners.get(g, ()))
-        best, record = None, RecordWords.of(words_of[i], common)
+        best, record = None, RecordWords(fields[i], common)
         # a piece shorter than n has one padded n-gram that no record holds: such units are checked verbatim
         found = ({int(unit_of_piece[p]) for p, c in shared.items() if c >= MIN_EVIDENCE * size[p] or short[p]}
                  | {u for u in short_units if all(p in texts[i] for p in units[u].pieces)})
