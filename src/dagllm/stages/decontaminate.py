@@ -116,12 +116,16 @@ def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: 
     return units
 
 
-def record_texts(records: pd.DataFrame) -> list[str]:
-    """The skeleton of each record: letters and digits of instruction, input and output, one line each
+def record_fields(records: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """Instruction, input and output of each record (missing ones empty)."""
+    return list(zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
+                    strict=True))
+
+
+def record_text(fields: tuple[str, str, str]) -> str:
+    """The skeleton of a record: letters and digits of instruction, input and output, one line each
     (the line breaks keep a match from running across two fields: 좋아 + 요약 is not 좋아요)."""
-    return ["\n".join((skeleton(a), skeleton(b), skeleton(c))) for a, b, c in
-            zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
-                strict=True)]
+    return "\n".join(map(skeleton, fields))
 
 
 def record_words(instruction: str, input_: str, output: str) -> list[str]:
@@ -215,7 +219,7 @@ class RecordWords:
     """A record's words and where each occurs, for the word-aligned check, made when first asked for (most
     candidate records never need them); ``common``: the words common in the records."""
 
-    def __init__(self, fields: tuple[str, str, str], common: frozenset[str] = frozenset()):
+    def __init__(self, fields: tuple[str, str, str], common: frozenset[str]):
         self.fields, self.common = fields, common
 
     @cached_property
@@ -274,7 +278,7 @@ def _aligned_one_word_off(words: list[str], record: RecordWords) -> bool:
 
 
 def _present(piece: str, words: list[str], text: str, share: float, params: DecontaminateParams,
-             alone: bool, record: RecordWords | None = None) -> tuple[bool, float]:
+             alone: bool, record: RecordWords) -> tuple[bool, float]:
     """Whether ``piece`` is in ``text``: verbatim, by n-gram share, by an edit-tolerant alignment, or
     with one word replaced. A short text (under min_unit_chars) matched ``alone`` never counts by
     share: a 7-character sentence shares most n-grams with any sentence ending the same way. A short
@@ -289,13 +293,13 @@ def _present(piece: str, words: list[str], text: str, share: float, params: Deco
     # under MIN_FUZZY_CHARS one substitution already passes a similarity ratio: such texts need the word check
     score = fuzz.partial_ratio(piece, text) / 100 if len(piece) >= MIN_FUZZY_CHARS else 0.0
     if (score >= params.edit_similarity or _one_word_off(words, text)
-            or (short and alone and record is not None and _aligned_one_word_off(words, record))):
+            or (short and alone and _aligned_one_word_off(words, record))):
         return True, max(share, score)
     return False, max(share, score)
 
 
 def _match(unit: Unit, text: str, shares: list[float], params: DecontaminateParams,
-           record: RecordWords | None = None) -> tuple[bool, bool, float]:
+           record: RecordWords) -> tuple[bool, bool, float]:
     """(matched, exact copy, overlap) of one unit in one record.
 
     A field unit matches when its text is present; a whole item when at least ``threshold`` of its
@@ -328,7 +332,8 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
     unit_of_piece = np.repeat(np.arange(len(units)), np.diff(first))
     short_units = [u for u, unit in enumerate(units) if any(len(p) < n for p in unit.pieces)]
     short = np.array([len(p) < params.min_unit_chars for unit in units for p in unit.pieces])
-    texts = record_texts(records)
+    fields = record_fields(records)
+    texts = [record_text(f) for f in fields]
     rh, roff = char_ngram_hashes(texts, n)
     bench = np.unique(uh)
     if not len(bench):
@@ -346,8 +351,6 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
         if unit.field != "*" and len(unit.pieces[0]) < params.min_unit_chars and len(ws) >= 3:
             for pair in word_pairs(ws):
                 by_pair[pair].add(u)
-    fields = list(zip(records["instruction"].fillna(""), records["input"].fillna(""), records["output"].fillna(""),
-                      strict=True))
     common, paired = _word_pass(fields, by_pair)
     out = []
     for i in sorted(set(np.flatnonzero(hits_per_record > 0).tolist()) | set(paired)):
