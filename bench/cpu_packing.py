@@ -24,7 +24,7 @@ def run(variant: str, df: pd.DataFrame, steps: int, batch: int, seq: int) -> dic
     from transformers import Trainer, TrainingArguments, set_seed
 
     from dagllm.params import TrainParams
-    from dagllm.stages.train import encode_frame, texts_of
+    from dagllm.training.encoding import encode_frame, texts_of
     from dagllm.training.packing import PackedCollator, PaddedCollator, pack_examples
     from dagllm.training.presets import build_tiny_model, train_tokenizer
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagllm.catalog import load_catalog
+from dagllm.data.catalog import load_catalog
+from dagllm.data.overlap import decontaminate_frame
+from dagllm.data.readers import READERS, Row
 from dagllm.params import DecontaminateParams
-from dagllm.readers import READERS, Row
-from dagllm.stages.decontaminate import decontaminate_frame
 
 # What a leak of each benchmark carries: the fields the benchmark shows the model.
 PLANTED = {
@@ -101,8 +101,13 @@ def _old(rev: str):
     import subprocess
     import tempfile
 
-    code = subprocess.run(["git", "show", f"{rev}:src/dagllm/stages/decontaminate.py"], check=True,
-                          capture_output=True, text=True).stdout
+    # The matcher's home since the layout of issue 21; a revision before it has it in the stage
+    # module, whose imports (dagllm.quality, ...) only resolve against that revision's tree.
+    shown = subprocess.run(["git", "show", f"{rev}:src/dagllm/data/overlap.py"], capture_output=True, text=True)
+    if shown.returncode != 0:
+        shown = subprocess.run(["git", "show", f"{rev}:src/dagllm/stages/decontaminate.py"], check=True,
+                               capture_output=True, text=True)
+    code = shown.stdout
     path = Path(tempfile.mkdtemp()) / "decontaminate_old.py"
     path.write_text(code, encoding="utf-8")
     spec = importlib.util.spec_from_file_location("decontaminate_old", path)

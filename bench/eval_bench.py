@@ -22,15 +22,14 @@ import shutil
 import time
 from pathlib import Path
 
-
 TASKS = ["kobest_copa", "kobest_boolq", "kobest_hellaswag", "kobest_sentineg", "kobest_wic", "klue_sts"]
 
 
 def prepare(mirror: Path, out: Path, limit: int, batch: int) -> None:
-    from dagllm.catalog import load_catalog
+    from dagllm.data.catalog import load_catalog
     from dagllm.evaluation import protocol as P
+    from dagllm.evaluation.harness import prepare_task
     from dagllm.params import IngestParams, TrainParams
-    from dagllm.stages.evaluate import prepare_task
     from dagllm.stages.ingest import run_ingest
     from dagllm.training.presets import build_tiny_model, train_tokenizer
 

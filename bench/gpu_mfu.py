@@ -1,7 +1,7 @@
 """MFU benchmark: packed (flex_attention, document block mask) against the HF padded baseline.
 
 Both variants train the same random-initialised model shape through the train stage's own
-``TrainingArguments`` (:func:`dagllm.stages.train.training_arguments`), i.e. the same DeepSpeed
+``TrainingArguments`` (:func:`dagllm.training.finetune.training_arguments`), i.e. the same DeepSpeed
 config (``--deepspeed``, default ZeRO-2 as the train stage) and bf16, on the same examples, with
 the same real tokens per optimizer step on average:
 
@@ -83,9 +83,9 @@ def run(variant: str, shape: str, df, steps: int, warmup: int, rows: int, seq: i
     from transformers import Trainer, TrainerCallback, set_seed
 
     from dagllm.params import TrainParams
-    from dagllm.stages.train import training_arguments
     from dagllm.training import distributed
     from dagllm.training.encoding import encode_frame, texts_of
+    from dagllm.training.finetune import training_arguments
     from dagllm.training.packing import PackedCollator, PaddedCollator, pack_examples
     from dagllm.training.presets import build_tiny_model, train_tokenizer
 

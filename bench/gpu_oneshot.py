@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "src" / "dagllm" / "catalog" / "samples"
+SAMPLES = REPO / "src" / "dagllm" / "data" / "catalog" / "samples"
 BUDGET_S = 540  # 9 minutes for everything
 
 
@@ -98,8 +98,8 @@ def prepare(work: Path, dry: bool) -> None:
     df["task"] = "synthetic"
     df["category"] = "text_generation"
     (work / "data" / "balanced").mkdir(parents=True, exist_ok=True)
-    from dagllm.paths import Layout
     from dagllm.params import load_params
+    from dagllm.paths import Layout
 
     lay = Layout.from_params(load_params(work / "params.yaml", []).paths)
     df.to_parquet(work / lay.train_split)

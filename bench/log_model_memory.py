@@ -22,7 +22,7 @@ import json, sys, time
 from pathlib import Path
 import mlflow
 from dagllm.runtime import offline
-from dagllm.stages.register import INPUT_EXAMPLE, PIP_REQUIREMENTS, log_model_by_path
+from dagllm.registry.versions import INPUT_EXAMPLE, PIP_REQUIREMENTS, log_model_by_path
 offline()
 method, model_dir, store = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 mlflow.set_tracking_uri(f"sqlite:///{store}/mlflow.db")
@@ -51,7 +51,7 @@ print(json.dumps({"seconds": time.perf_counter() - start,
 def build(dest: Path, hidden: int, layers: int) -> int:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-    from dagllm.stages.train import train_tokenizer
+    from dagllm.training.presets import train_tokenizer
 
     tok = train_tokenizer(["안녕하세요 반갑습니다 오늘 날씨가 좋네요"] * 50, 300)
     config = GPTNeoXConfig(vocab_size=30080, hidden_size=hidden, num_hidden_layers=layers,

@@ -2,7 +2,7 @@
 
 Each task with rows in the mirror is rendered as the render stage does (``render.seed`` and one
 template per record, the demo's setting) and also through every template; every particle after a
-value, an ``{% if %}`` block or a quoted literal is checked (``dagllm.lint``). For the count before
+value, an ``{% if %}`` block or a quoted literal is checked (``dagllm.data.lint``). For the count before
 the markers, point ``--catalog`` at an older catalog:
 
     git archive 8ef1847 src/dagllm/catalog | tar -x -C /tmp/old
@@ -16,9 +16,9 @@ from pathlib import Path
 
 import yaml
 
-from dagllm.catalog import CATALOG_DIR, load_catalog
-from dagllm.lint import _rows_with_pairs, real_rows, record_sites
-from dagllm.render import choose_templates, prepare, probe_parts
+from dagllm.data.catalog import CATALOG_DIR, load_catalog
+from dagllm.data.lint import _rows_with_pairs, real_rows, record_sites
+from dagllm.data.templating import choose_templates, prepare, probe_parts
 
 
 def main() -> None:

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagllm.catalog import default_catalog
+from dagllm.data.catalog import default_catalog
+from dagllm.data.gate import balanced_gate, validate_points
+from dagllm.data.mixing import balance_frame, balance_records
+from dagllm.data.overlap import decontaminate_frame
 from dagllm.io import stable_hash
 from dagllm.params import load_params
-from dagllm.stages.balance import balance_frame, balance_records
-from dagllm.stages.decontaminate import decontaminate_frame
 from dagllm.stages.ingest import run_ingest
 from dagllm.stages.render import run_render
-from dagllm.stages.validate import balanced_gate, validate_points
 
 
 def real_records(mirror: Path, work: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

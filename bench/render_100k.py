@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dagllm.catalog import default_catalog
+from dagllm.data.catalog import default_catalog
 from dagllm.params import load_params
 from dagllm.paths import resolve_mirror
 from dagllm.stages.ingest import run_ingest

@@ -1,7 +1,7 @@
 """Thin KFP v2 components, one per stage: typed artifacts in and out, bodies that call dagllm.
 
 Each body gets its stage's slice of the pipeline's params as ``params_json`` (from
-``fingerprint_op``; :func:`dagllm.kfp_glue.fingerprint`), parses it and calls the stage function
+``fingerprint_op``; :func:`dagllm.pipeline.slices.fingerprint`), parses it and calls the stage function
 with artifact paths. They run as lightweight Python components in the project
 image (``BASE_IMAGE``), which has dagllm installed; under ``kfp.local.SubprocessRunner`` they run
 in the current environment. Directory artifacts (``Dataset``/``Model`` whose path is a folder)
@@ -31,7 +31,7 @@ def fingerprint_op(params_json: str) -> NamedTuple("Slices", ingest=str, render=
     cached stages key on, so an unchanged scheduled run is all cache hits)."""
     from collections import namedtuple
 
-    from dagllm.kfp_glue import STAGE_SECTIONS, fingerprint
+    from dagllm.pipeline.slices import STAGE_SECTIONS, fingerprint
 
     slices = fingerprint(params_json)
     return namedtuple("Slices", list(STAGE_SECTIONS))(**slices)
@@ -42,7 +42,7 @@ def ingest_op(params_json: str, canonical: Output[Dataset], metrics: Output[Metr
     """Raw source files -> canonical Parquet table (+ quarantine and report)."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import ingest
+    from dagllm.pipeline.steps import ingest
 
     ingest(params_json, Path(canonical.path), metrics)
 
@@ -52,7 +52,7 @@ def render_op(params_json: str, canonical: Input[Dataset], rendered: Output[Data
     """Canonical rows -> instruction records through the Korean templates."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import render
+    from dagllm.pipeline.steps import render
 
     render(params_json, Path(canonical.path), Path(rendered.path), metrics)
 
@@ -64,7 +64,7 @@ def validate_op(params_json: str, canonical: Input[Dataset], rendered: Input[Dat
     run when a suite fails."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import validate
+    from dagllm.pipeline.steps import validate
 
     validate(params_json, Path(canonical.path), Path(rendered.path), Path(validated.path), Path(data_docs.path),
              Path(report.path), metrics)
@@ -76,7 +76,7 @@ def decontaminate_op(params_json: str, validated: Input[Dataset], canonical: Inp
     """Drop records overlapping a benchmark item (character n-grams)."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import decontaminate
+    from dagllm.pipeline.steps import decontaminate
 
     decontaminate(params_json, Path(validated.path), Path(canonical.path), Path(decontaminated.path), metrics)
 
@@ -87,7 +87,7 @@ def balance_op(params_json: str, records: Input[Dataset], train: Output[Dataset]
     """Dedup, seeded mixing policy, stratified split and the balanced point of the gate."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import balance
+    from dagllm.pipeline.steps import balance
 
     balance(params_json, Path(records.path), Path(train.path), Path(validation.path), Path(data_docs.path), metrics)
 
@@ -97,7 +97,7 @@ def train_op(params_json: str, train: Input[Dataset], model: Output[Model], metr
     """Fine-tune the model; the MLflow run id travels inside the model folder."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import train as run
+    from dagllm.pipeline.steps import train as run
 
     run(params_json, Path(train.path), Path(model.path), metrics)
 
@@ -110,7 +110,7 @@ def evaluate_op(params_json: str, canonical: Input[Dataset], model: Input[Model]
     Markdown, the chart as HTML, a confusion matrix."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import evaluate
+    from dagllm.pipeline.steps import evaluate
 
     evaluate(params_json, Path(canonical.path), Path(model.path), Path(validation.path), Path(report.path), metrics,
              Path(eval_table.path), Path(eval_chart.path), confusion)
@@ -122,6 +122,6 @@ def register_op(params_json: str, model: Input[Model], eval_report: Input[Artifa
     """Register the model in MLflow and apply the champion rule; returns the version."""
     from pathlib import Path
 
-    from dagllm.kfp_glue import register
+    from dagllm.pipeline.steps import register
 
     return register(params_json, Path(model.path), Path(eval_report.path), Path(report.path), metrics)

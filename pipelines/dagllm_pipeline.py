@@ -37,7 +37,7 @@ from components.stages import (
 )
 from dagllm.params import KubeflowParams, Params
 from dagllm.paths import is_url, resolve_mirror
-from dagllm.tracking import absolute_uri
+from dagllm.registry.tracking import absolute_uri
 
 PIPELINE_NAME = "dagllm"
 DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")
@@ -97,7 +97,7 @@ def build_pipeline(params: Params):
 
 
 def watcher_settings(k: KubeflowParams) -> KubeflowParams:
-    """The train task of a multi-node run only creates and watches the TrainJob (stages/trainjob.py):
+    """The train task of a multi-node run only creates and watches the TrainJob (training/trainjob.py):
     no GPU and default CPU/memory for its pod; the job's nodes get ``gpu.train`` and ``resources.train``."""
     return k.model_copy(update={"gpu": {t: g for t, g in k.gpu.items() if t != "train"},
                                  "resources": {t: r for t, r in k.resources.items() if t != "train"}})

@@ -11,7 +11,7 @@ import yaml
 from dagllm.runtime import offline
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO / "src" / "dagllm" / "catalog" / "samples"
+SAMPLES = REPO / "src" / "dagllm" / "data" / "catalog" / "samples"
 
 offline()  # no hub, no telemetry in any test
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from dagllm.catalog import CatalogError, default_catalog
+from dagllm.data.catalog import CatalogError, default_catalog
 from dagllm.params import DEFAULT_PARAMS_FILE, Params, ParamsError, load_params
 from dagllm.paths import Layout, mirror_location
 from dagllm.runtime import offline
@@ -45,23 +45,23 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, CatalogError, FileN
 
 def _params(path: Path, overrides: list[str] | None) -> Params:
     """params.yaml checked against the catalog (ids, readers, mapping keys), local tasks added."""
-    from dagllm.teamdata import resolve
+    from dagllm.data.teamdata import resolve
 
     return resolve(load_params(path, overrides or []))[0]
 
 
 def _catalog(p: Params):
     """The catalog with the ``ingest.local`` sources and their tasks."""
-    from dagllm.teamdata import with_local
+    from dagllm.data.teamdata import with_local
 
     return with_local(default_catalog(), p)
 
 
 def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[Params, Layout], Any]) -> Any:
     """Load params, run a stage, print its summary; known failures become one-line errors."""
-    from dagllm.stages.fetch import FetchError
-    from dagllm.stages.ingest import IngestError
-    from dagllm.stages.validate import ValidationFailed
+    from dagllm.data.canonical import IngestError
+    from dagllm.data.download import FetchError
+    from dagllm.data.gate import ValidationFailed
 
     offline()
     try:
@@ -107,9 +107,9 @@ def fetch(
     fetch.backoff_s) and keeps nothing that fails its checksum. Example:
     `dagllm fetch --mirror ../shared/data`.
     """
+    from dagllm.data.canonical import selected_sources
     from dagllm.paths import mirror_location
     from dagllm.stages.fetch import run_fetch
-    from dagllm.stages.ingest import selected_sources
 
     extra = [f"paths.mirror={mirror}"] if mirror else []
     _stage("fetch", params, [*(overrides or []), *extra], lambda p, lay: run_fetch(
@@ -168,8 +168,8 @@ def decontaminate(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides 
 def balance(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
     """Dedup (exact + MinHash), mix tasks by the seeded policy, split train/validation by task,
     and run the balanced point of the gate; reports/balance.json and reports/balance_mix.png."""
+    from dagllm.data.gate import balanced_gate
     from dagllm.stages.balance import run_balance
-    from dagllm.stages.validate import balanced_gate
 
     def run(p: Params, lay: Layout):
         cap = p.balance.per_task_cap if p.balance.mixing == "cap" else None
@@ -187,7 +187,7 @@ def train(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     One process by default; train.num_processes=N (per node) starts N ranks through torchrun (one per
     GPU, or gloo processes on CPU) and train.num_nodes=M joins a cluster job's rendezvous (docs/training.md).
     """
-    from dagllm.stages.train_launch import train as run_train
+    from dagllm.stages.train import run_train
 
     _stage("train", params, overrides, lambda p, lay: run_train(
         p.train, p.mlflow, lay.train_split, lay.model_dir, lay.train_run, lay.train_metrics, lay.train_curve,
@@ -413,7 +413,7 @@ def catalog_ls(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
     """List tasks with category, sources, template counts and rows available in data/canonical."""
-    from dagllm.catalog_view import task_rows
+    from dagllm.data.preview import task_rows
 
     try:
         p = _params(params, [])
@@ -445,7 +445,7 @@ def catalog_show(
     """Render the task's sample (and real rows when ingested) through every template."""
     from rich.markup import escape
 
-    from dagllm.catalog_view import show_task
+    from dagllm.data.preview import show_task
 
     try:
         p = _params(params, [])
@@ -492,7 +492,7 @@ def recipe(
 
     import yaml
 
-    from dagllm.recipes import apply_recipe, load_recipe, write_recipe
+    from dagllm.data.recipes import apply_recipe, load_recipe, write_recipe
 
     dest = out_file or Path(f"params.{name}.yaml")
     try:
@@ -545,7 +545,7 @@ def catalog_lint(
     """The Korean lint: render every template on its sample and on real rows, check that each particle
     after a value agrees with the value's last character (`{이/가}` markers) and that every output gives
     the answer format its instruction names. Prints a per-task table; exits 1 when a task fails."""
-    from dagllm.lint import lint_catalog, table, to_json
+    from dagllm.data.lint import lint_catalog, table, to_json
     from dagllm.paths import resolve_mirror
 
     where = None if mirror == "none" else resolve_mirror(mirror)

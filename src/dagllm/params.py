@@ -54,7 +54,7 @@ class LocalSource(_Section):
     tasks: list[str] = Field(default_factory=list, description="the tasks this file feeds: catalog task ids "
                              "(`dagllm catalog ls`) or ids defined in `task_files`; rendered like catalog tasks")
     task_files: list[str] = Field(default_factory=list, description="task YAMLs in the catalog's shape "
-                                  "(src/dagllm/catalog/tasks/*.yaml) defining new tasks fed by this file")
+                                  "(src/dagllm/data/catalog/tasks/*.yaml) defining new tasks fed by this file")
 
     @model_validator(mode="after")
     def _feeds_a_task(self) -> LocalSource:
@@ -251,7 +251,7 @@ class TrainParams(_Section):
     upload_checkpoints: bool = Field(False, description="also upload checkpoints to MLflow (background thread)")
     system_metrics_interval_s: float = Field(5.0, gt=0, description="MLflow system metrics sampling interval")
     num_processes: int = Field(1, ge=1, le=64, description="training processes per node (one per GPU; gloo "
-                               "processes on CPU); > 1 launches torchrun (dagllm/stages/train_launch.py)")
+                               "processes on CPU); > 1 launches torchrun (dagllm/training/launch.py)")
     num_nodes: int = Field(1, ge=1, le=256, description="nodes; > 1 needs a cluster job's rendezvous "
                            "(PET_MASTER_ADDR, PET_NODE_RANK: a Kubeflow TrainJob sets them)")
     tiny: TinyModelParams = TinyModelParams()
@@ -263,7 +263,7 @@ EvalTask = Literal["kobest_copa", "kobest_boolq", "kobest_hellaswag", "kobest_se
 
 class EvaluateParams(_Section):
     tasks: list[EvalTask] = Field(min_length=1, description="benchmark tasks of the KIT-19 protocol "
-                                  "(src/dagllm/evaltasks/protocol.yaml)")
+                                  "(src/dagllm/evaluation/tasks/protocol.yaml)")
     protocol: Literal["kit19", "dagllm"] = Field("kit19", description="prompts and documents: kit19 = KIT-19's "
                                                   "(comparable with the published table), dagllm = our readable "
                                                   "prompts on the canonical rows (docs/evaluation.md)")

@@ -12,7 +12,7 @@ from pathlib import Path
 from dagllm.params import PathsParams
 
 SHARED_MIRROR = Path("../shared/data")
-SAMPLES_DIR = Path(__file__).parent / "catalog" / "samples"
+SAMPLES_DIR = Path(__file__).parent / "data" / "catalog" / "samples"
 
 
 def is_url(setting: str) -> bool:

@@ -15,9 +15,9 @@ from ..conftest import REPO
 # Runs inside the image, from its working directory (/home/dagllm), as the task bodies do.
 PROBE = r"""
 import json, pathlib, dagllm
-from dagllm.catalog import default_catalog
+from dagllm.data.catalog import default_catalog
 from dagllm.params import RegisterParams
-from dagllm.registry import load_policy
+from dagllm.registry.policy import load_policy
 pkg = pathlib.Path(dagllm.__file__).parent
 files = sorted(str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc"))
 cat = default_catalog()
@@ -59,7 +59,7 @@ def test_policy_catalog_and_eval_tasks_match_the_checkout(engine, image: str, tm
     params = load_params(REPO / "params.yaml")
     assert set(params.render.tasks) <= set(got["tasks"])
     assert set(params.ingest.sources) | set(params.ingest.optional_sources) <= set(got["sources"])
-    for task in params.evaluate.tasks:  # the task YAMLs of every protocol folder (evaltasks/<protocol>/)
+    for task in params.evaluate.tasks:  # the task YAMLs of every protocol folder (evaluation/tasks/<protocol>/)
         assert any(f.startswith("evaltasks/") and f.endswith(f"/{task}.yaml") for f in got["files"]), task
 
 

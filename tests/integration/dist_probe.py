@@ -1,8 +1,8 @@
 """A rank of a 2-process test run: the real launcher entry point, observed.
 
-Started by torchrun (``dagllm.stages.train_launch.torchrun_command(..., entry=[this file])``). Before
+Started by torchrun (``dagllm.training.launch.torchrun_command(..., entry=[this file])``). Before
 training it wraps three things to record, per rank, into ``PROBE_DIR/rank-R.json``:
-the packed rows each batch held (digests), whether this rank called ``dagllm.tracking.configure``
+the packed rows each batch held (digests), whether this rank called ``dagllm.registry.tracking.configure``
 (creates the MLflow experiment), and a digest of the model weights when training ended.
 """
 
@@ -18,9 +18,8 @@ from pathlib import Path
 def main() -> int:
     import transformers
 
-    import dagllm.tracking
-    from dagllm.stages import train_launch as launch
-    from dagllm.training import packing
+    from dagllm.registry import tracking
+    from dagllm.training import launch, packing
 
     rank = int(os.environ["RANK"])
     seen: dict = {"rows": [], "configure_calls": 0, "weights": None}
@@ -32,7 +31,7 @@ def main() -> int:
         seen["rows"].append([hashlib.sha256(json.dumps(r["input_ids"]).encode()).hexdigest()[:16] for r in rows])
         return collate(self, rows)
 
-    configure = dagllm.tracking.configure
+    configure = tracking.configure
 
     def observed_configure(*a, **k):
         seen["configure_calls"] += 1
@@ -50,7 +49,7 @@ def main() -> int:
         return save_model(self, *a, **k)
 
     packing.PackedCollator.__call__ = observed_collate
-    dagllm.tracking.configure = observed_configure
+    tracking.configure = observed_configure
     transformers.Trainer.save_model = observed_save
     return launch.main(sys.argv[1:])
 

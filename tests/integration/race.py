@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from dagllm.registry import CHAMPION, HISTORY_TAG, PREVIOUS, version_metrics
+from dagllm.registry.aliases import CHAMPION, HISTORY_TAG, PREVIOUS, version_metrics
 
 WORKER = Path(__file__).with_name("registry_worker.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -17,7 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 def tiny_model(dest: Path) -> Path:
     """A GPT-NeoX of a few thousand parameters with a BPE tokenizer, saved like train saves it."""
     from dagllm.params import TinyModelParams, TrainParams
-    from dagllm.stages.train import build_model, train_tokenizer
+    from dagllm.training.presets import build_tiny_model as build_model
+    from dagllm.training.presets import train_tokenizer
 
     texts = ["### 지시:\n다음 문장의 감정을 분류하세요.\n\n### 응답:\n긍정", "오늘은 비가 와서 그래서 우산을 챙겼다"] * 20
     tok = train_tokenizer(texts, 300)

@@ -128,7 +128,7 @@ def test_champion_moves_only_when_the_policy_allows(ran: Path):
 
 
 def test_champion_loads_for_generation(ran: Path):
-    from dagllm.registry import load_for_generation
+    from dagllm.serving.model import load_for_generation
 
     p = load_params(ran / "params.yaml", [f"mlflow.tracking_uri=sqlite:///{ran / 'mlflow.db'}"])
     model, tok = load_for_generation("dagllm-ko", "champion", p.mlflow)

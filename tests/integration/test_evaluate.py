@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagllm.catalog import load_catalog
+from dagllm.data.catalog import load_catalog
 from dagllm.params import EvaluateParams, IngestParams, MlflowParams, TinyModelParams, TrainParams
 from dagllm.stages.evaluate import run_evaluate
 from dagllm.stages.ingest import run_ingest
@@ -20,7 +20,8 @@ SENTENCES = ["오늘은 날씨가 맑아서 산책을 했다.", "뉴스 제목�
 
 
 def _tiny_model(out: Path) -> Path:
-    from dagllm.stages.train import build_model, train_tokenizer
+    from dagllm.training.presets import build_tiny_model as build_model
+    from dagllm.training.presets import train_tokenizer
 
     params = TrainParams(max_seq_len=128, tiny=TinyModelParams(hidden_size=32, num_heads=2, intermediate_size=64,
                                                                vocab_size=400))
@@ -50,7 +51,7 @@ def evaluated(tmp_path_factory, request) -> dict:
                   "output": ["긍정", "오늘 산책했다.", "부정"],
                   "category": ["sentiment_analysis", "summarization", "sentiment_analysis"]}).to_parquet(wd / "val.parquet")
     mlf = MlflowParams(tracking_uri=f"sqlite:///{wd / 'mlflow.db'}", artifact_root=str(wd / "mlartifacts"))
-    from dagllm.tracking import configure
+    from dagllm.registry.tracking import configure
 
     with mlflow.start_run(experiment_id=configure(mlf)) as run:
         pass

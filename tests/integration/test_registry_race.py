@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from dagllm.params import MlflowParams
-from dagllm.registry import CHAMPION
-from dagllm.tracking import configure
+from dagllm.registry.aliases import CHAMPION
+from dagllm.registry.tracking import configure
 
 from ..conftest import REPO, registry
 from .race import assert_champion_chain, race, tiny_model, training_run

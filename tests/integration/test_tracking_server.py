@@ -18,8 +18,9 @@ from typer.testing import CliRunner
 
 from dagllm.cli import app
 from dagllm.params import MlflowParams, load_params
-from dagllm.registry import CHAMPION, PREVIOUS, load_for_generation
-from dagllm.tracking import TrackingUnavailable, configure, server_errors
+from dagllm.registry.aliases import CHAMPION, PREVIOUS
+from dagllm.registry.tracking import TrackingUnavailable, configure, server_errors
+from dagllm.serving.model import load_for_generation
 
 from ..conftest import REPO, small_params
 from .race import assert_champion_chain, race, tiny_model

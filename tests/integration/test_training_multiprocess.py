@@ -1,6 +1,6 @@
 """Two training processes on CPU (gloo, DeepSpeed ZeRO-2): sharding, rank 0 alone tracks, same weights, resume.
 
-The launcher is the real one (torchrun over ``dagllm.stages.train_launch``); the first run is observed by
+The launcher is the real one (torchrun over ``dagllm.training.launch``); the first run is observed by
 ``dist_probe.py`` (each rank records its batches, its MLflow set-up calls and its final weights), the
 second goes through ``dagllm train train.num_processes=2``, is SIGKILLed after a checkpoint (the whole
 process group: CLI, torchrun and both ranks) and restarted.
@@ -22,8 +22,8 @@ import yaml
 
 from dagllm.params import load_params
 from dagllm.paths import Layout
-from dagllm.stages import train_launch as launch
-from dagllm.training import checkpoints
+from dagllm.pipeline.steps import train_params_for_task
+from dagllm.training import checkpoints, launch
 
 from ..conftest import registry, small_params
 from .test_training import LAUNCHER_ENV, TINY, records
@@ -153,8 +153,8 @@ def test_kfp_train_task_uses_every_gpu_of_its_pod():
 
     repo = Path(__file__).resolve().parents[2]
     one = load_params(repo / "params.yaml", [])
-    assert launch.train_params_for_task(one).num_processes == 1
+    assert train_params_for_task(one).num_processes == 1
     eight = load_params(repo / "params.yaml", ["kubeflow.gpu.train.count=8"])
-    assert launch.train_params_for_task(eight).num_processes == 8
+    assert train_params_for_task(eight).num_processes == 8
     pinned = load_params(repo / "params.yaml", ["kubeflow.gpu.train.count=8", "train.num_processes=4"])
-    assert launch.train_params_for_task(pinned).num_processes == 4
+    assert train_params_for_task(pinned).num_processes == 4

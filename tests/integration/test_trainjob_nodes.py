@@ -1,7 +1,7 @@
 """What every pod of the train step's TrainJob runs, on two "nodes" of this machine (CPU, gloo).
 
-Each node is its own ``python -m dagllm.stages.train_launch --node SPEC`` process (the TrainJob's
-command, src/dagllm/stages/trainjob.py) with the rendezvous variables the Kubeflow Trainer torch
+Each node is its own ``python -m dagllm.training.launch --node SPEC`` process (the TrainJob's
+command, src/dagllm/training/trainjob.py) with the rendezvous variables the Kubeflow Trainer torch
 runtime sets in each pod (``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK``,
 ``PET_MASTER_ADDR``, ``PET_MASTER_PORT``): the two torchrun agents meet, one rank per node trains,
 and rank 0 (node 0) alone writes the summary, model and reports at the spec's paths, as the step
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from dagllm.params import Params
-from dagllm.stages import train_launch
+from dagllm.training import launch as train_launch
 
 from ..conftest import small_params
 from .test_training import LAUNCHER_ENV, TINY, records
@@ -61,7 +61,7 @@ def _node_env(tmp_path: Path, rank: int | None, port: int) -> dict[str, str]:
 def test_two_nodes_train_and_rank0_writes_the_outputs(tmp_path):
     spec = _spec(tmp_path)
     port = _free_port()
-    cmd = [sys.executable, "-m", "dagllm.stages.train_launch", "--node", str(spec)]
+    cmd = [sys.executable, "-m", "dagllm.training.launch", "--node", str(spec)]
     logs = [tmp_path / f"node-{r}.log" for r in (0, 1)]
     # output to files, not pipes: a node blocked on a full pipe would stall the other in a collective
     nodes = [subprocess.Popen(cmd, cwd=tmp_path, env=_node_env(tmp_path, r, port), stdout=log.open("w"),
@@ -83,7 +83,7 @@ def test_two_nodes_train_and_rank0_writes_the_outputs(tmp_path):
 
 def test_a_node_without_the_rendezvous_says_so(tmp_path):
     spec = _spec(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "dagllm.stages.train_launch", "--node", str(spec)], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "dagllm.training.launch", "--node", str(spec)], cwd=tmp_path,
                           env=_node_env(tmp_path, None, 0), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
     assert "PET_MASTER_ADDR" in proc.stderr and "TrainJob" in proc.stderr

@@ -82,7 +82,7 @@ PROFILE_SCHEMA = {
 # launcher), and so exactly what it may grant.
 RUNNER_RULES = [
     {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},
-    # pods list and pods/log: the multi-node train step reads its TrainJob's node-0 log (stages/trainjob.py)
+    # pods list and pods/log: the multi-node train step reads its TrainJob's node-0 log (training/trainjob.py)
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch", "patch"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["kfp-launcher"], "verbs": ["get"]},

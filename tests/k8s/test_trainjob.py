@@ -1,10 +1,10 @@
-"""Multi-node training from the train step (src/dagllm/stages/trainjob.py), tested offline.
+"""Multi-node training from the train step (src/dagllm/training/trainjob.py), tested offline.
 
 - The TrainJob it creates, against the CRD's schema (tests/k8s/trainjob_schema.yaml, written from
   Kubeflow Trainer v2.3.0's published CRD) and against what the torch runtime expects.
 - Create / wait / success, failure with rank 0's log, timeout and retries, through the real
   ``kubernetes`` client against a loopback stand-in of the API server (kube_server.py), also
-  through the KFP train step's own code (``kfp_glue.train``).
+  through the KFP train step's own code (``dagllm.pipeline.steps.train``).
 - The Role of k8s/base grants the calls the step makes.
 
 What only a cluster with Kubeflow Trainer can show: that the controller accepts the job (its
@@ -21,10 +21,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from dagllm import kfp_glue
 from dagllm.params import Params
-from dagllm.stages import trainjob
-from dagllm.stages.trainjob import JobFiles, KubeApi, TrainJobError, build_trainjob, run_trainjob
+from dagllm.pipeline import artifacts, steps
+from dagllm.training import trainjob
+from dagllm.training.trainjob import JobFiles, KubeApi, TrainJobError, build_trainjob, run_trainjob
 
 from ..conftest import REPO, small_params
 from .kube_server import FakeKube, cond, serve
@@ -46,7 +46,7 @@ def _params(tmp_path: Path, **train_job) -> Params:
 
 def _job(tmp_path: Path, **train_job) -> dict:
     p = _params(tmp_path, **train_job)
-    from dagllm.stages.train_launch import train_params_for_task
+    from dagllm.pipeline.steps import train_params_for_task
 
     return build_trainjob(p, train_params_for_task(p), "dagllm-train-0123456789ab", Path("/mnt/models/x/spec.json"))
 
@@ -80,7 +80,7 @@ def test_manifest_runs_the_node_launcher_with_all_gpus_on_the_volume(tmp_path):
     assert job["spec"]["runtimeRef"] == {"name": "torch-distributed", "apiGroup": "trainer.kubeflow.org",
                                          "kind": "ClusterTrainingRuntime"}
     assert tr["image"] == p.kubeflow.images.train
-    assert tr["command"] == ["python", "-m", "dagllm.stages.train_launch", "--node", "/mnt/models/x/spec.json"]
+    assert tr["command"] == ["python", "-m", "dagllm.training.launch", "--node", "/mnt/models/x/spec.json"]
     assert (tr["numNodes"], tr["numProcPerNode"]) == (2, 8)  # one rank per GPU of each node
     assert tr["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == 8
     assert tr["resourcesPerNode"]["requests"] == {"cpu": p.kubeflow.resources["train"].cpu_request,
@@ -185,8 +185,8 @@ def test_success_creates_waits_emits_the_model_and_deletes(tmp_path, kube, capsy
     state.controller = _cluster("Complete")
     p = _params(tmp_path)
     model_dir = tmp_path / "artifact"
-    model_files = kfp_glue._model_files_for(p, model_dir)
-    from dagllm.stages.train_launch import train_params_for_task
+    model_files = artifacts.model_files_for(p, model_dir)
+    from dagllm.pipeline.steps import train_params_for_task
 
     s = trainjob.train_on_cluster(p, train_params_for_task(p), _records(tmp_path), model_files, model_dir, _api(url))
 
@@ -204,7 +204,7 @@ def test_success_creates_waits_emits_the_model_and_deletes(tmp_path, kube, capsy
     # the Model artifact: reports copied in, location.json pointing at the model on the volume
     assert json.loads((model_dir / "train_run.json").read_text()) == {"run_id": "r1"}
     assert (model_dir / "train_loss.csv").read_text().startswith("step,loss")
-    assert kfp_glue.model_files(model_dir) == model_files
+    assert artifacts.model_files(model_dir) == model_files
     # rank 0's log was shown, then the job deleted (delete: on_success)
     (log_call,) = state.calls_to("GET", "/log")
     assert log_call.path.endswith("-node-0-0-x7k2p/log")
@@ -324,7 +324,7 @@ def test_no_model_volume_is_a_clear_error(tmp_path):
 
 
 def test_the_kfp_train_step_runs_a_trainjob_when_num_nodes_is_2(tmp_path, kube, monkeypatch):
-    """kfp_glue.train, as the component calls it, with the client configured from a kubeconfig."""
+    """pipeline.steps.train, as the component calls it, with the client configured from a kubeconfig."""
     state, url = kube
     state.controller = _cluster("Complete")
     kubeconfig = tmp_path / "kubeconfig"
@@ -348,7 +348,7 @@ def test_the_kfp_train_step_runs_a_trainjob_when_num_nodes_is_2(tmp_path, kube, 
             self.logged[k] = v
 
     sink = Sink()
-    kfp_glue.train(json.dumps(p.to_dict()), train_dir, tmp_path / "model", sink)
+    steps.train(json.dumps(p.to_dict()), train_dir, tmp_path / "model", sink)
     assert sink.logged == {"final_loss": 2.5, "steps": 4.0, "tokens_per_second": 100.0}
     assert len(state.calls_to("POST", f"/namespaces/{NS}/trainjobs")) == 1
     assert (tmp_path / "model" / "train_metrics.json").is_file()

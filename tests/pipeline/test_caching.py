@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dagllm.kfp_glue import STAGE_SECTIONS, ParamsSlice, _params, fingerprint
 from dagllm.params import params_from_dict
+from dagllm.pipeline.slices import STAGE_SECTIONS, ParamsSlice, fingerprint
+from dagllm.pipeline.steps import _params
 
 from ..conftest import small_params
 
@@ -47,7 +48,7 @@ def test_a_change_reaches_only_the_stages_that_read_it():
     ("kobest_copa", {"ingest", "evaluate"}),  # a benchmark source: evaluate reads its files too
 ])
 def test_changed_source_content_reaches_the_stages_that_read_it(mirror_copy: Path, source: str, expected: set):
-    from dagllm.catalog import default_catalog
+    from dagllm.data.catalog import default_catalog
 
     base = _slices(paths={"mirror": str(mirror_copy)})
     target = mirror_copy / default_catalog().source(source).files[0].path

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dagllm import kfp_glue
 from dagllm.params import load_params, params_from_dict
+from dagllm.pipeline import steps
 from pipelines.dagllm_pipeline import ClusterProfileError, check_cluster, compile_pipeline, with_profile
 
 from ..conftest import REPO
@@ -86,15 +86,15 @@ def test_profile_spec_has_no_laptop_state(tmp_path: Path):
 def test_tracking_uri_comes_from_the_pod_environment(monkeypatch: pytest.MonkeyPatch):
     data = json.dumps(_cluster())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://dagllm-mlflow.kubeflow-user.svc:5000")
-    assert kfp_glue._params(data).mlflow.tracking_uri == "http://dagllm-mlflow.kubeflow-user.svc:5000"
+    assert steps._params(data).mlflow.tracking_uri == "http://dagllm-mlflow.kubeflow-user.svc:5000"
     monkeypatch.delenv("MLFLOW_TRACKING_URI")
     with pytest.raises(RuntimeError, match="dagllm-mlflow Secret"):
-        kfp_glue._params(data)
+        steps._params(data)
 
 
 def test_relative_runtime_files_resolve_through_dagllm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from dagllm.paths import runtime_file
-    from dagllm.registry import load_policy
+    from dagllm.registry.policy import load_policy
 
     home = tmp_path / "home"
     (home / "mlflow").mkdir(parents=True)

@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from components.stages import BASE_IMAGE
-from dagllm.kfp_glue import _model_files_for, confusion_matrix, model_files
 from dagllm.params import ParamsError, load_params, params_from_dict
+from dagllm.pipeline.artifacts import confusion_matrix, model_files
+from dagllm.pipeline.artifacts import model_files_for as _model_files_for
 
 from ..conftest import REPO, small_params
 

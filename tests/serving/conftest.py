@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from dagllm.params import MlflowParams, RegisterParams, ServeParams, TrainParams
-from dagllm.prompt import build_prompt
 from dagllm.serving.engine import Turn, history_transcript
+from dagllm.training.prompt import build_prompt
 
 QA = [
     ("한국의 수도는 어디인가요?", "한국의 수도는 서울입니다."),
@@ -41,7 +41,9 @@ class Registered:
 def _train_tiny_chat_model(model_dir: Path) -> None:
     import torch
 
-    from dagllm.stages.train import build_model, encode_example, pad_collate, train_tokenizer
+    from dagllm.training.encoding import encode_example, pad_collate
+    from dagllm.training.presets import build_tiny_model as build_model
+    from dagllm.training.presets import train_tokenizer
 
     torch.manual_seed(0)
     # each question alone, and each question after the previous turn (as the page sends history)
@@ -81,10 +83,9 @@ def one_torch_thread() -> Iterator[None]:
 def registered(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Registered:
     """The tiny chat model, registered as ``dagllm-ko`` version 1 with the champion alias."""
     import mlflow
-
     from dagllm.io import write_json
+    from dagllm.registry.tracking import configure
     from dagllm.stages.register import run_register
-    from dagllm.tracking import configure
 
     root = tmp_path_factory.mktemp("serve")
     model_dir = root / "models" / "final"

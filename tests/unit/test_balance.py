@@ -6,9 +6,10 @@ import random
 import pandas as pd
 import pytest
 
+from dagllm.data.mixing import balance_frame, balance_records, dedup_frame, task_targets
+from dagllm.data.records import RECORD_COLUMNS
 from dagllm.params import BalanceParams, DedupParams
-from dagllm.stages.balance import balance_frame, balance_records, dedup_frame, run_balance, task_targets
-from dagllm.stages.render import RECORD_COLUMNS
+from dagllm.stages.balance import run_balance
 
 WORDS = "하늘 바다 구름 나무 사과 기차 학교 친구 음악 영화 도서관 커피 바람 노을 강물 시장 골목 축구 편지 우산".split()
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 from jinja2 import meta
 
-from dagllm.catalog import CatalogError, load_catalog
-from dagllm.readers import READERS
-from dagllm.render import environment
+from dagllm.data.catalog import CatalogError, load_catalog
+from dagllm.data.readers import READERS
+from dagllm.data.templating import environment
 
 from ..conftest import SAMPLES
 
@@ -36,7 +36,7 @@ def test_template_variables_exist_in_task_fields(task_id):
 def _catalog_with(tmp_path: Path, task_yaml: str) -> Path:
     import shutil
 
-    from dagllm.catalog import CATALOG_DIR
+    from dagllm.data.catalog import CATALOG_DIR
 
     root = tmp_path / "cat"
     shutil.copytree(CATALOG_DIR / "sources", root / "sources")

@@ -4,7 +4,7 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from dagllm.cli import app
-from dagllm.stages.ingest import CANONICAL_COLUMNS
+from dagllm.data.canonical import CANONICAL_COLUMNS
 
 
 def test_catalog_ls_json_counts_canonical_rows(workdir):

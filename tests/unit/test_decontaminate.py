@@ -4,10 +4,10 @@ import json
 
 import pandas as pd
 
+from dagllm.data.canonical import CANONICAL_COLUMNS
+from dagllm.data.overlap import benchmark_units, decontaminate_frame
+from dagllm.data.records import RECORD_COLUMNS
 from dagllm.params import DecontaminateParams
-from dagllm.stages.decontaminate import benchmark_units, decontaminate_frame
-from dagllm.stages.ingest import CANONICAL_COLUMNS
-from dagllm.stages.render import RECORD_COLUMNS
 
 # Benchmark items written for this test in the KoBEST COPA / BoolQ and KLUE STS field layouts.
 BENCH = [

@@ -7,14 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagllm.catalog import load_catalog
-from dagllm.evaltasks.dagllm import utils
-from dagllm.evaltasks.kit19 import utils as kit19_utils
+from dagllm.data.catalog import load_catalog
+from dagllm.data.readers import READERS, Row
+from dagllm.data.readers.klue import YNAT_TOPICS
 from dagllm.evaluation import metrics as M
 from dagllm.evaluation import protocol as P
+from dagllm.evaluation.tasks.dagllm import dagllm_utils as utils
+from dagllm.evaluation.tasks.kit19 import kit19_utils
 from dagllm.params import EvaluateParams
-from dagllm.readers import READERS, Row
-from dagllm.readers.klue import YNAT_TOPICS
 
 from ..conftest import REPO
 
@@ -147,3 +147,29 @@ def test_published_figures_equal_the_reference_csv():
     specs = P.protocol()
     for task, ms in pub.results.items():  # every published metric is one the protocol computes
         assert set(ms) <= set(specs[task].metrics), task
+
+
+def test_every_protocol_default_is_the_params_default():
+    """A caller that leaves the protocol out scores what ``evaluate.protocol`` defaults to (KIT-19's)."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import dagllm.evaluation
+    from dagllm.params import EvaluateParams
+
+    default = EvaluateParams.model_fields["protocol"].default  # what params.yaml gets when it says nothing
+    assert default == "kit19"
+    modules = [importlib.import_module(m.name)
+               for m in pkgutil.walk_packages(dagllm.evaluation.__path__, "dagllm.evaluation.")]
+    modules.append(importlib.import_module("dagllm.stages.evaluate"))
+    seen = []
+    for mod in modules:
+        for name, fn in inspect.getmembers(mod, inspect.isfunction):
+            if fn.__module__ != mod.__name__:
+                continue
+            for param in inspect.signature(fn).parameters.values():
+                if param.name in ("prompts", "protocol") and param.default is not inspect.Parameter.empty:
+                    seen.append(f"{mod.__name__}.{name}")
+                    assert param.default == default, f"{mod.__name__}.{name}({param.name}={param.default!r})"
+    assert len(seen) >= 4  # prepare_task, score_task, run_lm_eval, lm_eval_config, ...

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from dagllm.evaluation import protocol as P
 from dagllm.evaluation import report
-from dagllm.stages.evaluate import comparability
+from dagllm.evaluation.harness import comparability
 
 
 def _results() -> dict:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from dagllm.catalog import load_catalog
+from dagllm.data.catalog import load_catalog
 from dagllm.evaluation import protocol as P
 from dagllm.evaluation.documents import DocumentError, load_documents
-from dagllm.stages.evaluate import prepare_task
+from dagllm.evaluation.harness import prepare_task
 
 from ..conftest import REPO, SAMPLES
 

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from dagllm.catalog import Source, SourceFile, load_catalog
+from dagllm.data.catalog import Source, SourceFile, load_catalog
+from dagllm.data.download import FetchError
 from dagllm.params import FetchParams
-from dagllm.stages.fetch import FetchError, run_fetch
+from dagllm.stages.fetch import run_fetch
 
 from ..conftest import SAMPLES
 

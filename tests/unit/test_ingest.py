@@ -4,9 +4,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagllm.catalog import load_catalog
+from dagllm.data.canonical import IngestError
+from dagllm.data.catalog import load_catalog
 from dagllm.params import IngestParams
-from dagllm.stages.ingest import IngestError, run_ingest
+from dagllm.stages.ingest import run_ingest
 
 
 def _ingest(mirror: Path, out: Path, sources=("kobest_copa", "apeach", "nsmc"), limit=None):

@@ -1,4 +1,4 @@
-"""Particles chosen from the value's last character (dagllm.korean), through the project's renderer.
+"""Particles chosen from the value's last character (dagllm.data.korean), through the project's renderer.
 
 Expected forms are those of Korean grammar (표준 국어 문법): 이/가 after a final consonant / a vowel,
 으로/로 with ㄹ taking 로, numbers by their Sino-Korean reading, abbreviations by letter names.
@@ -6,9 +6,9 @@ Expected forms are those of Korean grammar (표준 국어 문법): 이/가 after
 
 import pytest
 
-from dagllm.catalog import load_catalog
-from dagllm.korean import OPEN, CLOSE, choose, final_sound, particle_sites, resolve
-from dagllm.render import RenderError, render_template
+from dagllm.data.catalog import load_catalog
+from dagllm.data.korean import CLOSE, OPEN, choose, final_sound, particle_sites, resolve
+from dagllm.data.templating import RenderError, render_template
 
 
 @pytest.mark.parametrize(("text", "final"), [

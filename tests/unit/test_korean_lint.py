@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from dagllm.catalog import Template, load_catalog
-from dagllm.lint import format_findings, lint_catalog, lint_task, table
+from dagllm.data.catalog import Template, load_catalog
+from dagllm.data.lint import format_findings, lint_catalog, lint_task, table
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "src" / "dagllm" / "catalog" / "samples"
+SAMPLES = REPO / "src" / "dagllm" / "data" / "catalog" / "samples"
 # the real public files, as test_catalog finds them (a worktree sits one level deeper than main)
 SHARED = next((p for p in (REPO.parent.parent / "shared" / "data", REPO.parent / "shared" / "data") if p.is_dir()),
               None)
@@ -96,7 +96,7 @@ def test_an_answer_that_fits_passes(instruction, output):
     ('"{{ word }}"의 뜻은 같나요?', False),             # 의 reads the same after any value
 ])
 def test_which_templates_the_gate_renders_again(catalog, instruction, risky):
-    from dagllm.lint import may_disagree
+    from dagllm.data.lint import may_disagree
 
     tpl = catalog.task("kobest_wic_sense").templates[0].model_copy(update={"instruction": instruction})
     assert may_disagree(tpl) is risky
@@ -105,7 +105,7 @@ def test_which_templates_the_gate_renders_again(catalog, instruction, risky):
 def test_an_unknown_particle_marker_is_a_catalog_error_naming_the_file(tmp_path):
     import shutil
 
-    from dagllm.catalog import CATALOG_DIR, CatalogError
+    from dagllm.data.catalog import CATALOG_DIR, CatalogError
 
     root = tmp_path / "catalog"
     shutil.copytree(CATALOG_DIR, root)

@@ -1,7 +1,7 @@
 import subprocess
 
 from dagllm.io import sha256_file
-from dagllm.modelcard import collect_lineage, model_card
+from dagllm.registry.modelcard import collect_lineage, model_card
 
 from ..conftest import REPO
 

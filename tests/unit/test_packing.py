@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from dagllm.params import TrainParams
-from dagllm.prompt import build_prompt
-from dagllm.stages.train import encode_example
+from dagllm.training.encoding import encode_example
 from dagllm.training.packing import IGNORE, PackedCollator, PaddedCollator, pack_examples, segment_losses
 from dagllm.training.presets import build_tiny_model, train_tokenizer
+from dagllm.training.prompt import build_prompt
 
 RECORDS = [("다음 리뷰를 분류하세요.", "정말 재미있는 영화였다", "긍정"),
            ("질문에 답하세요.", "", "서울입니다"),

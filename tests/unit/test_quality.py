@@ -5,17 +5,8 @@ import random
 import numpy as np
 import pytest
 
-from dagllm.quality import (
-    char_ngram_hashes,
-    clusters,
-    compact,
-    hangul_ratios,
-    lsh_bands,
-    lsh_pairs,
-    minhash,
-    normalise,
-    token_counts,
-)
+from dagllm.data.hashing import char_ngram_hashes, clusters, lsh_bands, lsh_pairs, minhash
+from dagllm.data.text import compact, hangul_ratios, normalise, token_counts
 
 
 def test_normalise_and_compact():

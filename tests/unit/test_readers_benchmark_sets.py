@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from dagllm.readers import READERS, FileFormatError, Reject, Row
+from dagllm.data.readers import READERS, FileFormatError, Reject, Row
 
 from ..conftest import SAMPLES
 

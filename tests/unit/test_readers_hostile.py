@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dagllm.readers import READERS, FileFormatError, Reject, Row
+from dagllm.data.readers import READERS, FileFormatError, Reject, Row
 
 GOOD = ["정말 재미있는 영화였다", "배우들의 연기가 훌륭했다", "다시 보고 싶은 작품이다"]
 UNSMILE_COLS = 11

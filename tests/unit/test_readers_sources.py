@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from dagllm.catalog import load_catalog
-from dagllm.readers import READERS, FileFormatError, Reject, Row
+from dagllm.data.catalog import load_catalog
+from dagllm.data.readers import READERS, FileFormatError, Reject, Row
 
 from ..conftest import SAMPLES
 

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from dagllm.catalog import load_catalog
 from dagllm.cli import app
+from dagllm.data.catalog import load_catalog
+from dagllm.data.recipes import apply_recipe, load_recipe
 from dagllm.params import ParamsError, load_params
-from dagllm.recipes import apply_recipe, load_recipe
 
 from ..conftest import REPO, SAMPLES
 

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from dagllm.params import Params
-from dagllm.registry import (CHALLENGER, CHAMPION, PREVIOUS, PolicyError, PromotionError, PromotionPolicy,
-                             RegistryLockTimeout, decide_and_apply, gate, load_policy, registry_lock, rollback)
+from dagllm.registry.aliases import CHALLENGER, CHAMPION, PREVIOUS, PromotionError, decide_and_apply, gate, rollback
+from dagllm.registry.lock import RegistryLockTimeout, registry_lock
+from dagllm.registry.policy import PolicyError, PromotionPolicy, load_policy
 
 from ..conftest import REPO, registry
 

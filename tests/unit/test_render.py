@@ -1,7 +1,7 @@
 import pytest
 
-from dagllm.catalog import Task, load_catalog
-from dagllm.render import RenderError, choose_templates, render_template
+from dagllm.data.catalog import Task, load_catalog
+from dagllm.data.templating import RenderError, choose_templates, render_template
 
 
 def _task(**kw) -> Task:
@@ -72,8 +72,8 @@ def test_every_task_renders_from_the_sample_files(tmp_path):
 
 
 def test_bare_variable_fast_path_matches_jinja():
-    from dagllm.korean import resolve
-    from dagllm.render import _compile, _render
+    from dagllm.data.korean import resolve
+    from dagllm.data.templating import _compile, _render
 
     for value in ["  앞뒤 공백  ", None, "{{ 1 + 1 }}", "줄\n바꿈", 3, "{이/가}"]:
         slow = resolve(_compile("{{ text }}").render(text=value)).strip()  # sentinels dropped, markers resolved

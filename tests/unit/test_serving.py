@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from dagllm.params import ParamsError, ServeParams, load_params
-from dagllm.prompt import build_prompt
 from dagllm.serving.engine import ModelWorker, PromptTooLong, QueueFull, Turn, chat_prompt, fit_prompt
 from dagllm.serving.model import ModelLoadError, parse_model_uri
-from dagllm.stages.train import train_tokenizer
+from dagllm.training.presets import train_tokenizer
+from dagllm.training.prompt import build_prompt
 
 from ..conftest import REPO
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagllm.catalog import CatalogError, load_catalog, load_categories
-from dagllm.params import RenderParams
-from dagllm.render import (
+from dagllm.data.canonical import CANONICAL_COLUMNS
+from dagllm.data.catalog import CatalogError, load_catalog, load_categories
+from dagllm.data.records import RECORD_COLUMNS
+from dagllm.data.templating import (
     RenderError,
     choose_templates,
     first_paragraph,
@@ -20,8 +21,8 @@ from dagllm.render import (
     render_template,
     template_variables,
 )
-from dagllm.stages.ingest import CANONICAL_COLUMNS
-from dagllm.stages.render import RECORD_COLUMNS, run_render
+from dagllm.params import RenderParams
+from dagllm.stages.render import run_render
 
 from ..conftest import REPO
 
@@ -92,7 +93,7 @@ def test_task_templates_parse_use_known_variables_and_render_the_sample(task_id)
 def test_duplicate_template_id_across_tasks_is_rejected(tmp_path: Path):
     import shutil
 
-    from dagllm.catalog import CATALOG_DIR
+    from dagllm.data.catalog import CATALOG_DIR
 
     root = tmp_path / "cat"
     shutil.copytree(CATALOG_DIR, root, ignore=shutil.ignore_patterns("samples"))

@@ -12,8 +12,8 @@ import yaml
 from typer.testing import CliRunner
 
 from dagllm.cli import app
+from dagllm.data.teamdata import resolve
 from dagllm.params import ParamsError, load_params
-from dagllm.teamdata import resolve
 
 from ..conftest import REPO, SAMPLES
 
@@ -36,7 +36,7 @@ def _boolq_test_passage() -> str:
 
 def _team_task(tmp: Path) -> Path:
     """A new task in the catalog's YAML shape, fed by the team file."""
-    task = yaml.safe_load((REPO / "src/dagllm/catalog/tasks/nsmc_sentiment.yaml").read_text(encoding="utf-8"))
+    task = yaml.safe_load((REPO / "src/dagllm/data/catalog/tasks/nsmc_sentiment.yaml").read_text(encoding="utf-8"))
     task["id"] = "team_review_sentiment"
     task["description"] = "팀이 모은 리뷰의 감정을 분류한다."
     task["sources"] = [{"source": "team_reviews", "splits": ["train"]}]

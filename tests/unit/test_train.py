@@ -1,8 +1,11 @@
 import torch
 
 from dagllm.params import TrainParams
-from dagllm.prompt import build_prompt
-from dagllm.stages.train import IGNORE, build_model, encode_example, pad_collate, train_tokenizer
+from dagllm.training.encoding import encode_example, pad_collate
+from dagllm.training.packing import IGNORE
+from dagllm.training.presets import build_tiny_model as build_model
+from dagllm.training.presets import train_tokenizer
+from dagllm.training.prompt import build_prompt
 
 TEXTS = [build_prompt("다음 리뷰를 분류하세요.", "정말 재미있는 영화였다") + "긍정",
          build_prompt("질문에 답하세요.") + "서울입니다"] * 20

@@ -6,17 +6,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from dagllm.catalog import load_catalog
+from dagllm.data.canonical import CANONICAL_COLUMNS
+from dagllm.data.catalog import load_catalog
+from dagllm.data.gate import ValidationFailed, balanced_gate, validate_balanced, validate_points
+from dagllm.data.records import RECORD_COLUMNS
 from dagllm.params import HangulBounds, ValidateParams
-from dagllm.stages.ingest import CANONICAL_COLUMNS
-from dagllm.stages.render import RECORD_COLUMNS
-from dagllm.stages.validate import (
-    ValidationFailed,
-    balanced_gate,
-    run_validate,
-    validate_balanced,
-    validate_points,
-)
+from dagllm.stages.validate import run_validate
 
 TASKS = ["nsmc_sentiment", "apeach_hate"]
 P = ValidateParams(min_records_per_task=5, max_bad_fraction=0.1)
@@ -175,8 +170,8 @@ def test_cli_validate_exits_nonzero_and_names_failures(workdir: Path):
 
 
 def _wic_batch(catalog, words):
+    from dagllm.data.records import render_task
     from dagllm.params import RenderParams
-    from dagllm.stages.render import render_task
 
     rows = [(f"w{i}", json.dumps({"word": w, "context_1": f"{w}가 있다.", "context_2": f"{w}를 보았다."},
                                  ensure_ascii=False), str(i % 2), "kobest_wic", "train", "CC BY-SA 4.0")
@@ -229,8 +224,8 @@ def test_rendered_gate_counts_particle_disagreements(tmp_path: Path):
 
 def test_the_gate_re_renders_group_paired_records_with_the_render_seed(tmp_path: Path):
     """ParaKQC pairs each sentence with another of its group; the gate re-pairs with render.seed."""
+    from dagllm.data.records import render_task
     from dagllm.params import RenderParams
-    from dagllm.stages.render import render_task
 
     catalog = load_catalog()
     task = catalog.task("parakqc_paraphrase")

@@ -2,7 +2,7 @@
 
 KIT-19's numbers were computed on the rows of ``skt/kobest_v1`` and ``klue``, not on a cleaned-up
 version of them. This module reads the same raw files the same way, so the prompts of
-:mod:`dagllm.evaltasks.kit19` see the same characters:
+:mod:`dagllm.evaluation.tasks.kit19` see the same characters:
 
 - KoBEST TSVs: ``pandas.read_csv(sep="\\t")`` with its default (CSV) quoting, so ``""빙고""`` inside a
   quoted field is ``"빙고"``; rows with an empty field dropped (``dropna``) as the loader does; the
@@ -11,7 +11,7 @@ version of them. This module reads the same raw files the same way, so the promp
 - KLUE JSON arrays: the items' strings as they are (STS gold = ``labels.binary-label``, YNAT gold =
   the topic's index in KLUE's label order).
 
-The training path reads the same files through :mod:`dagllm.readers` (stripped, brackets removed);
+The training path reads the same files through :mod:`dagllm.data.readers` (stripped, brackets removed);
 the two never share rows, so a change to one cannot move the other.
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dagllm.readers.klue import YNAT_TOPICS
+from dagllm.data.readers.klue import YNAT_TOPICS
 
 
 class DocumentError(ValueError):

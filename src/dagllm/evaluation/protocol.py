@@ -1,6 +1,6 @@
-"""The protocol as data: ``evaltasks/protocol.yaml`` (what is scored), the lm-eval task YAMLs of
-each prompt protocol (``evaltasks/kit19/``: KIT-19's prompts, the default; ``evaltasks/dagllm/``:
-our readable prompts) and ``evaltasks/kit19_published.yaml`` (the published table).
+"""The protocol as data: ``tasks/protocol.yaml`` (what is scored), the lm-eval task YAMLs of
+each prompt protocol (``tasks/kit19/``: KIT-19's prompts, the default; ``tasks/dagllm/``:
+our readable prompts) and ``tasks/kit19_published.yaml`` (the published table).
 """
 
 from __future__ import annotations
@@ -14,10 +14,14 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-TASK_DIR = Path(__file__).resolve().parent.parent / "evaltasks"
+from dagllm.params import EvaluateParams
+
+TASK_DIR = Path(__file__).resolve().parent / "tasks"
 NO_DATA = "no data in this mirror"
 PROTOCOLS = ("kit19", "dagllm")
 Protocol = Literal["kit19", "dagllm"]
+# what a caller that names no protocol gets: the params default (evaluate.protocol), never another
+DEFAULT_PROTOCOL: Protocol = EvaluateParams.model_fields["protocol"].default
 
 
 class ProtocolError(ValueError):
@@ -91,7 +95,7 @@ def published(path: Path = TASK_DIR / "kit19_published.yaml") -> Published:
     return _load(path, Published)
 
 
-def lm_eval_config(task: str, prompts: Protocol = "kit19") -> dict:
+def lm_eval_config(task: str, prompts: Protocol = DEFAULT_PROTOCOL) -> dict:
     """The task YAML of protocol ``prompts`` loaded the way lm-eval loads it (``!function`` resolved)."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
@@ -100,7 +104,7 @@ def lm_eval_config(task: str, prompts: Protocol = "kit19") -> dict:
     return load_yaml(TASK_DIR / prompts / f"{task}.yaml")
 
 
-def choice_names(task: str, n_choices: int, prompts: Protocol = "kit19") -> list[str]:
+def choice_names(task: str, n_choices: int, prompts: Protocol = DEFAULT_PROTOCOL) -> list[str]:
     """Printable names of the choices: the YAML's fixed choice strings, else ``choice 1..n``."""
     choices = lm_eval_config(task, prompts).get("doc_to_choice")
     if isinstance(choices, list) and len(choices) == n_choices:

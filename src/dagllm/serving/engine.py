@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 from transformers import StoppingCriteria, TextStreamer
 
-from dagllm.prompt import build_prompt
 from dagllm.serving.model import LoadedModel
+from dagllm.training.prompt import build_prompt
 
 log = logging.getLogger("dagllm.serve")
 

@@ -79,11 +79,11 @@ def parse_model_uri(uri: str) -> ModelRef:
 
 def _registry_info(ref: ModelRef, mlflow_params: MlflowParams) -> ModelInfo:
     """Resolve an alias to a version (so the version shown is the one loaded) and read its tags."""
-    import mlflow
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from dagllm.tracking import absolute_uri
+    import mlflow
+    from dagllm.registry.tracking import absolute_uri
+    from mlflow import MlflowClient
 
     store = absolute_uri(mlflow_params.tracking_uri)
     mlflow.set_tracking_uri(store)
@@ -133,3 +133,21 @@ def load_model(uri: str, mlflow_params: MlflowParams, device: str = "cpu") -> Lo
         tokenizer.pad_token = tokenizer.eos_token
     context = int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, context_length=context)
+
+
+def load_for_generation(name: str, alias: str = "champion", mlflow_params: Any | None = None) -> tuple[Any, Any]:
+    """Load ``models:/<name>@<alias>`` and return ``(model, tokenizer)`` ready for ``generate``.
+
+    The alias is resolved to its version first (:func:`load_model`), so what loads is the
+    version the alias names at that moment, the same loader the chat server uses.
+
+    Args:
+        name: the registered model name (``register.model_name``).
+        alias: ``champion`` (default), ``challenger`` or ``previous-champion``.
+        mlflow_params: where the registry is (``params.mlflow``); None keeps MLflow's current URI.
+    """
+    import mlflow
+
+    params = mlflow_params if mlflow_params is not None else MlflowParams(tracking_uri=mlflow.get_tracking_uri())
+    loaded = load_model(f"models:/{name}@{alias}", params)
+    return loaded.model, loaded.tokenizer

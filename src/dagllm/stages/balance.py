@@ -1,141 +1,17 @@
-"""Balance: dedup, a seeded mixing policy, a split stratified by task, and the balanced gate.
-
-1. Exact duplicates (normalised instruction + input + output: NFKC, casefold, collapsed
-   whitespace) and near duplicates (MinHash LSH over character shingles, estimated Jaccard >=
-   ``dedup.near_threshold``) are removed within and across tasks; of each group the record with
-   the smallest id stays, so the choice does not depend on row order.
-2. Each task gets a target size: ``cap`` mixing takes ``min(n, per_task_cap)``; ``proportional``
-   mixing (FLAN's examples-proportional mixing) gives task t the share
-   ``w_category * min(n_t, cap) ** (1 / temperature)`` of ``total`` records. A target above what a
-   task has is clipped unless ``upsample`` is set, in which case training records are repeated.
-3. Within each task, records are shuffled with the seed (after sorting by id) and the first
-   ``val_fraction`` go to validation (never repeated), the rest to train.
+"""Balance: dedup, the seeded mixing policy and the task-stratified split (:mod:`dagllm.data.mixing`),
+then the balanced point of the quality gate; writes both splits, ``balance.json`` and the mix chart.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dagllm.data.mixing import BalanceSummary, balance_records, counts_of
 from dagllm.io import read_parquet, write_json, write_parquet
-from dagllm.params import BalanceParams, DedupParams
-from dagllm.quality import char_ngram_hashes, clusters, lsh_pairs, minhash, normalise
-
-
-@dataclass
-class DedupReport:
-    exact: int = 0
-    near: int = 0
-    within_task: int = 0
-    across_tasks: int = 0
-    examples: list[dict] = field(default_factory=list)
-
-
-@dataclass
-class BalanceSummary:
-    policy: dict
-    before: dict[str, int]
-    after: dict[str, int]
-    train: dict[str, int]
-    validation: dict[str, int]
-    categories: dict[str, dict[str, int]]
-    licenses: dict[str, int]
-    duplicates: DedupReport
-    gate: dict | None = None
-
-    def to_dict(self) -> dict:
-        d = {k: v for k, v in self.__dict__.items() if k != "duplicates"}
-        d["duplicates"] = self.duplicates.__dict__
-        d["total"] = {"before": sum(self.before.values()), "train": sum(self.train.values()),
-                      "validation": sum(self.validation.values()),
-                      "duplicates_removed": self.duplicates.exact + self.duplicates.near}
-        return d
-
-    def lines(self) -> list[str]:
-        return [f"balanced {sum(self.before.values())} -> train {sum(self.train.values())}, "
-                f"validation {sum(self.validation.values())} records over {len(self.after)} tasks "
-                f"({self.duplicates.exact} exact and {self.duplicates.near} near duplicates removed)"]
-
-
-def _text(df: pd.DataFrame) -> list[str]:
-    return [normalise(f"{a}\n{b}\n{c}") for a, b, c in
-            zip(df["instruction"].fillna(""), df["input"].fillna(""), df["output"].fillna(""), strict=True)]
-
-
-def dedup_frame(df: pd.DataFrame, params: DedupParams, seed: int) -> tuple[pd.DataFrame, DedupReport]:
-    """Remove exact and near duplicates; the smallest id of each group stays."""
-    df = df.sort_values("id", kind="stable").reset_index(drop=True)
-    report = DedupReport()
-    texts = _text(df)
-    keep_of = np.arange(len(df))
-    if params.exact and len(df):
-        codes, uniques = pd.factorize(pd.Series(texts))
-        first = np.full(len(uniques), len(df), dtype=np.int64)
-        np.minimum.at(first, codes, np.arange(len(df)))  # rows are sorted by id: first = smallest id
-        keep_of = first[codes]
-    exact_dup = keep_of != np.arange(len(df))
-    report.exact = int(exact_dup.sum())
-    if params.near and len(df):
-        idx = np.flatnonzero(~exact_dup)
-        h, off = char_ngram_hashes([texts[i] for i in idx], params.shingle_chars, pad_short=True)
-        roots = clusters(len(idx), lsh_pairs(minhash(h, off, params.num_perm, seed), params.near_threshold))
-        near = roots != np.arange(len(idx))
-        keep_of[idx[near]] = idx[roots[near]]
-        report.near = int(near.sum())
-    dup = keep_of != np.arange(len(df))
-    same_task = df["task"].to_numpy()[dup] == df["task"].to_numpy()[keep_of[dup]]
-    report.within_task, report.across_tasks = int(same_task.sum()), int((~same_task).sum())
-    for i in np.flatnonzero(dup)[:20].tolist():
-        report.examples.append({"dropped": df.at[i, "id"], "kept": df.at[int(keep_of[i]), "id"],
-                                "kind": "exact" if exact_dup[i] else "near", "task": df.at[i, "task"],
-                                "kept_task": df.at[int(keep_of[i]), "task"]})
-    return df[~dup].reset_index(drop=True), report
-
-
-def task_targets(sizes: dict[str, int], categories: dict[str, str], params: BalanceParams) -> dict[str, int]:
-    """Records per task in the mix (before clipping to what each task has)."""
-    capped = {t: min(n, params.per_task_cap) for t, n in sizes.items()}
-    if params.mixing == "cap":
-        return capped
-    weights = {t: params.category_weights.get(categories[t], 1.0) * (c ** (1.0 / params.temperature))
-               for t, c in capped.items()}
-    total = params.total or sum(capped.values())
-    norm = sum(weights.values()) or 1.0
-    return {t: int(round(total * w / norm)) for t, w in weights.items()}
-
-
-def balance_frame(df: pd.DataFrame, params: BalanceParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mix and split ``df`` (already deduplicated), seeded; independent of the input row order."""
-    rng = np.random.default_rng(params.seed)
-    sizes = df.groupby("task").size().to_dict()
-    categories = (df.groupby("task")["category"].first().to_dict() if "category" in df
-                  else dict.fromkeys(sizes, ""))
-    targets = task_targets(sizes, categories, params)
-    train_parts, val_parts = [], []
-    for task, group in sorted(df.groupby("task"), key=lambda kv: kv[0]):
-        group = group.sort_values("id", kind="stable")
-        group = group.iloc[rng.permutation(len(group))]
-        target = targets[task]
-        chosen = group.head(target)
-        n_val = max(int(round(len(chosen) * params.val_fraction)), 1) if len(chosen) >= 2 else 0
-        val_parts.append(chosen.head(n_val))
-        train = chosen.iloc[n_val:]
-        if params.upsample and target > len(group) and len(train):
-            want = target - n_val
-            repeats = np.resize(np.arange(len(train)), want)  # whole copies first, then a prefix
-            train = train.iloc[np.sort(repeats, kind="stable")]
-        train_parts.append(train)
-    train = pd.concat(train_parts, ignore_index=True) if train_parts else df.head(0)
-    val = pd.concat(val_parts, ignore_index=True) if val_parts else df.head(0)
-    return train, val
-
-
-def _counts(df: pd.DataFrame, column: str) -> dict[str, int]:
-    return dict(sorted(Counter(df[column]).items()))
+from dagllm.params import BalanceParams
 
 
 def plot_mix(summary: BalanceSummary, path: Path) -> Path:
@@ -162,18 +38,6 @@ def plot_mix(summary: BalanceSummary, path: Path) -> Path:
     return path
 
 
-def balance_records(df: pd.DataFrame, params: BalanceParams) -> tuple[pd.DataFrame, pd.DataFrame, BalanceSummary]:
-    """Dedup, mix and split; the summary carries before/after counts and the licence mix."""
-    deduped, dups = dedup_frame(df, params.dedup, params.seed)
-    train, val = balance_frame(deduped, params)
-    both = pd.concat([train, val])
-    cats = {"before": _counts(df, "category"), "after": _counts(both, "category")} if len(df) else {}
-    policy = params.model_dump(mode="json")
-    summary = BalanceSummary(policy, _counts(df, "task"), _counts(both, "task"), _counts(train, "task"),
-                             _counts(val, "task"), cats, _counts(both, "license"), dups)
-    return train, val, summary
-
-
 def run_balance(params: BalanceParams, records: Path, train_out: Path, val_out: Path, report_path: Path,
                 chart_path: Path, gate=None) -> BalanceSummary:
     """Balance ``records`` into train/validation; ``gate(train, val)`` (the balanced point of the
@@ -183,9 +47,9 @@ def run_balance(params: BalanceParams, records: Path, train_out: Path, val_out: 
     if gate is not None:
         train, val, summary.gate = gate(train, val)
         both = pd.concat([train, val])
-        summary.after, summary.train, summary.validation = _counts(both, "task"), _counts(train, "task"), _counts(val, "task")
-        summary.licenses = _counts(both, "license")
-        summary.categories["after"] = _counts(both, "category")
+        summary.after, summary.train, summary.validation = counts_of(both, "task"), counts_of(train, "task"), counts_of(val, "task")
+        summary.licenses = counts_of(both, "license")
+        summary.categories["after"] = counts_of(both, "category")
     write_parquet(train, train_out)
     write_parquet(val, val_out)
     write_json(report_path, summary.to_dict())

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from dagllm.prompt import build_prompt
 from dagllm.training.packing import IGNORE, PaddedCollator
+from dagllm.training.prompt import build_prompt
 
 __all__ = ["IGNORE", "encode_example", "encode_frame", "pad_collate", "texts_of"]
 
