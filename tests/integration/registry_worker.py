@@ -14,13 +14,14 @@ from pathlib import Path
 
 def main(job_file: str) -> None:
     job = json.loads(Path(job_file).read_text())
+    from mlflow import MlflowClient
+
     from dagllm.params import MlflowParams, RegisterParams
     from dagllm.registry.aliases import decide_and_apply
     from dagllm.registry.lock import registry_lock
     from dagllm.registry.policy import load_policy
     from dagllm.registry.tracking import configure
     from dagllm.stages.register import run_register
-    from mlflow import MlflowClient
 
     store = MlflowParams(**job["mlflow"])
     register = RegisterParams(**job["register"])

@@ -83,6 +83,7 @@ def one_torch_thread() -> Iterator[None]:
 def registered(tmp_path_factory: pytest.TempPathFactory, one_torch_thread: None) -> Registered:
     """The tiny chat model, registered as ``dagllm-ko`` version 1 with the champion alias."""
     import mlflow
+
     from dagllm.io import write_json
     from dagllm.registry.tracking import configure
     from dagllm.stages.register import run_register

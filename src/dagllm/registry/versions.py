@@ -54,11 +54,10 @@ def log_model_by_path(model_dir: Path, run_id: str) -> str:
     A finished logged model of the run is reused, so a second call logs nothing. The signature
     and input example are given explicitly, so MLflow runs no inference to infer them.
     """
+    import mlflow
     from mlflow.entities import LoggedModelStatus
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
-
-    import mlflow
 
     found = mlflow.search_logged_models(
         experiment_ids=[mlflow.get_run(run_id).info.experiment_id], output_format="list",

@@ -79,11 +79,11 @@ def parse_model_uri(uri: str) -> ModelRef:
 
 def _registry_info(ref: ModelRef, mlflow_params: MlflowParams) -> ModelInfo:
     """Resolve an alias to a version (so the version shown is the one loaded) and read its tags."""
+    import mlflow
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    import mlflow
     from dagllm.registry.tracking import absolute_uri
-    from mlflow import MlflowClient
 
     store = absolute_uri(mlflow_params.tracking_uri)
     mlflow.set_tracking_uri(store)

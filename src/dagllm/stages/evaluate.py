@@ -146,6 +146,7 @@ def _metric_key(*parts: str) -> str:
 def log_to_mlflow(mlflow_params: MlflowParams, run_id: str, out_dir: Path, doc: dict) -> None:
     """Model, reference and validation-loss metrics, versions and report files, on the training run."""
     import mlflow
+
     from dagllm.registry.tracking import configure
 
     configure(mlflow_params)

@@ -21,13 +21,13 @@ def run_promote(params: RegisterParams, mlflow_params: MlflowParams, version: in
     Raises:
         ValueError: unknown version, nothing to roll back, bad policy, server not answering.
     """
+    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from dagllm.registry.aliases import decide_and_apply, rollback, write_record
     from dagllm.registry.lock import registry_lock
     from dagllm.registry.policy import load_policy
     from dagllm.registry.tracking import configure, server_errors
-    from mlflow import MlflowClient
 
     policy = load_policy(params.policy)
     with server_errors(mlflow_params, "nothing was changed; run `dagllm promote` again when the server is up"):

@@ -69,11 +69,12 @@ def run_register(params: RegisterParams, mlflow_params: MlflowParams, model_dir:
         ValueError: the training run is not in the store, the policy is invalid, the server does
             not answer (:class:`dagllm.registry.tracking.TrackingUnavailable`) or the lock stays taken.
     """
+    from mlflow import MlflowClient
+
     from dagllm.registry.aliases import decide_and_apply, write_record
     from dagllm.registry.lock import registry_lock
     from dagllm.registry.policy import load_policy
     from dagllm.registry.tracking import configure, server_errors
-    from mlflow import MlflowClient
 
     policy = load_policy(params.policy)  # a bad policy fails before any network call
     metrics = read_json(eval_metrics)
@@ -108,9 +109,8 @@ def run_register(params: RegisterParams, mlflow_params: MlflowParams, model_dir:
 
 
 def _training_run(client, run_id: str, run_file: Path):
-    from mlflow.exceptions import MlflowException
-
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     try:
         return client.get_run(run_id)

@@ -149,9 +149,9 @@ def _broadcast_resume(resume_from: Path | None) -> Path | None:
 
 def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, efficiency, df, train_path, data_sha,
          key, ckpt_dir, resume_from, run_id, model_dir, run_file, metrics_path, curve_path, pipeline_run):
+    import mlflow
     from transformers import Trainer
 
-    import mlflow
     from dagllm.registry.tracking import configure
     from dagllm.training import checkpoints, distributed
     from dagllm.training.callbacks import CheckpointUploader, MlflowMetrics
