@@ -8,7 +8,7 @@ Usage (repository root; the benchmark files from the mirror):
 
 ``prepare`` builds the default ``tiny`` model (train.tiny shape, untrained: the speed does not
 depend on the weights) with a tokenizer trained on the benchmark texts, ingests the six benchmark
-sources into a canonical table, writes the kit19 docs and a copy of ``evaltasks/kit19`` whose
+sources into a canonical table, writes the kit19 docs and a copy of ``evaluation/tasks/kit19`` whose
 ``data_files`` point at them, and prints the plain ``lm_eval`` command. ``ours`` runs
 :func:`dagllm.stages.evaluate.run_evaluate` (documents, lm-eval, scoring, reports; no validation
 loss, no MLflow) and prints one JSON line with the request count and requests/s.

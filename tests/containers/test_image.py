@@ -60,7 +60,7 @@ def test_policy_catalog_and_eval_tasks_match_the_checkout(engine, image: str, tm
     assert set(params.render.tasks) <= set(got["tasks"])
     assert set(params.ingest.sources) | set(params.ingest.optional_sources) <= set(got["sources"])
     for task in params.evaluate.tasks:  # the task YAMLs of every protocol folder (evaluation/tasks/<protocol>/)
-        assert any(f.startswith("evaltasks/") and f.endswith(f"/{task}.yaml") for f in got["files"]), task
+        assert any(f.startswith("evaluation/tasks/") and f.endswith(f"/{task}.yaml") for f in got["files"]), task
 
 
 def test_a_failing_container_reports_its_exit_code(engine, image: str):
