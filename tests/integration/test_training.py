@@ -109,9 +109,16 @@ def test_changed_params_do_not_resume_a_stale_checkpoint(tmp_path: Path):
     key = checkpoints.run_key(TrainParams(), "abc")
     (ck / "checkpoint-2").mkdir(parents=True)
     (ck / "checkpoint-2" / "trainer_state.json").write_text("{}")
+    checkpoints.seal(ck / "checkpoint-2", 2)
     (ck / "checkpoint-4").mkdir()
     (ck / "checkpoint-4" / "trainer_state.json").write_text("{\"glob")  # killed while writing
+    checkpoints.seal(ck / "checkpoint-4", 2)
+    # rank 0 done (trainer state written), rank 1 killed while writing its RNG state: not sealed
+    (ck / "checkpoint-6").mkdir()
+    (ck / "checkpoint-6" / "trainer_state.json").write_text("{}")
+    (ck / "checkpoint-6" / "rng_state_1.pth").write_bytes(b"")
     checkpoints.record_run(ck, key, "run1")
+    assert [step for step, _ in checkpoints.complete_checkpoints(ck)] == [2]
     assert checkpoints.prepare(ck, key, resume=True) == (ck / "checkpoint-2", "run1")
     assert checkpoints.run_key(TrainParams(save_every=3), "abc") == key  # checkpoint cadence is not the run
     other = checkpoints.run_key(TrainParams(learning_rate=1e-3), "abc")

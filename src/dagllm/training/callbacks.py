@@ -1,4 +1,4 @@
-"""MLflow logging from the Trainer: per-step metrics, and checkpoint uploads off the training thread."""
+"""Trainer callbacks: checkpoint seals, MLflow per-step metrics, and checkpoint uploads off the training thread."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from transformers import TrainerCallback
+
+from dagllm.training import checkpoints
 
 # Trainer log keys -> MLflow metric names (the rest are logged under their own names)
 RENAME = {"train_tokens_per_second": "tokens_per_second", "learning_rate": "lr"}
@@ -22,6 +24,24 @@ def scalars(entry: dict) -> dict[str, float]:
             continue
         out[RENAME.get(k, k).replace("/", "_")] = float(v)
     return out
+
+
+class CheckpointSeal(TrainerCallback):
+    """Seals each saved checkpoint once every rank has written its part (see :mod:`dagllm.training.checkpoints`).
+
+    On every rank, first in the callback list: the ranks meet at a barrier after the Trainer's save,
+    then rank 0 writes the seal, so a resume (and the upload, which comes after) sees whole folders.
+    """
+
+    def on_save(self, args, state, control, **kwargs):
+        if args.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                checkpoints.seal(folder, args.world_size)
 
 
 class MlflowMetrics(TrainerCallback):

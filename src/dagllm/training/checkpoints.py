@@ -1,9 +1,13 @@
 """Periodic checkpoints and resume after a crash.
 
-The Trainer writes ``checkpoint-N/`` folders (model, optimizer or DeepSpeed state, scheduler, RNG
-states, and ``trainer_state.json`` last). A checkpoint counts as complete when its
-``trainer_state.json`` parses: a run killed while saving leaves an incomplete folder, which is
-skipped. The folder also holds ``run.json``: the digest of the training parameters and data, and
+The Trainer writes ``checkpoint-N/`` folders (model, optimizer or DeepSpeed state, scheduler, one
+RNG state per rank, and ``trainer_state.json``). Rank 0 writes ``trainer_state.json`` without
+waiting for the other ranks, so with several processes a folder whose ``trainer_state.json`` parses
+may still lack another rank's ``rng_state_R.pth`` (seen: a run killed there left it empty and the
+resume died with ``EOFError``). So a checkpoint counts as complete only once it is sealed: every rank
+has passed the Trainer's save (a barrier in :class:`dagllm.training.callbacks.CheckpointSeal`) and
+rank 0 has written ``dagllm-complete.json`` with the world size. A run killed before that leaves an
+unsealed folder, which is skipped. The checkpoints folder also holds ``run.json``: the digest of the training parameters and data, and
 the MLflow run id. A checkpoint is resumed only when that digest matches (same params, same data),
 so a changed ``params.yaml`` never continues a stale run; the resumed run logs to the same MLflow run.
 """
@@ -20,6 +24,7 @@ from dagllm.io import read_json, write_json
 from dagllm.params import TrainParams
 
 RUN_FILE = "run.json"
+SEAL_FILE = "dagllm-complete.json"
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
 # settings that do not change what is trained: a resumed run may differ in these
@@ -34,17 +39,23 @@ def run_key(params: TrainParams, data_sha256: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def seal(checkpoint: Path, world_size: int) -> None:
+    """Mark ``checkpoint`` complete; call once every rank has finished saving it."""
+    write_json(checkpoint / SEAL_FILE, {"world_size": world_size})
+
+
 def complete_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
-    """``(step, path)`` of every complete checkpoint, oldest first."""
+    """``(step, path)`` of every complete (sealed, with a readable trainer state) checkpoint, oldest first."""
     found = []
     for p in ckpt_dir.glob("checkpoint-*") if ckpt_dir.is_dir() else []:
         m = _CKPT.match(p.name)
         if not m:
             continue
         try:
+            json.loads((p / SEAL_FILE).read_text(encoding="utf-8"))
             json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            continue  # killed while saving: not resumable
+            continue  # killed while saving (some rank had not finished): not resumable
         found.append((int(m.group(1)), p))
     return sorted(found)
 

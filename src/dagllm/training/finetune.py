@@ -154,7 +154,7 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
 
     from dagllm.registry.tracking import configure
     from dagllm.training import checkpoints, distributed
-    from dagllm.training.callbacks import CheckpointUploader, MlflowMetrics
+    from dagllm.training.callbacks import CheckpointSeal, CheckpointUploader, MlflowMetrics
 
     main = distributed.rank() == 0
     experiment_id = configure(mlflow_params) if main else ""  # one rank creates the experiment and the run
@@ -163,7 +163,7 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
                            log_system_metrics=True) if main else None
     uploader = None
     try:
-        callbacks = []
+        callbacks = [CheckpointSeal()]  # every rank, before the uploader
         if main:
             _log_run_inputs(params, df, train_path, data_sha, pipeline_run, efficiency, resume_from)
             checkpoints.record_run(ckpt_dir, key, run.info.run_id)
