@@ -7,9 +7,10 @@ may still lack another rank's ``rng_state_R.pth`` (seen: a run killed there left
 resume died with ``EOFError``). So a checkpoint counts as complete only once it is sealed: every rank
 has passed the Trainer's save (a barrier in :class:`dagllm.training.callbacks.CheckpointSeal`) and
 rank 0 has written ``dagllm-complete.json`` with the world size. A run killed before that leaves an
-unsealed folder, which is skipped. The checkpoints folder also holds ``run.json``: the digest of the training parameters and data, and
-the MLflow run id. A checkpoint is resumed only when that digest matches (same params, same data),
-so a changed ``params.yaml`` never continues a stale run; the resumed run logs to the same MLflow run.
+unsealed folder, which is skipped. The checkpoints folder also holds ``run.json``: the digest of
+the training parameters and data, and the MLflow run id. A checkpoint is resumed only when that
+digest matches (same params, same data), so a changed ``params.yaml`` never continues a stale run;
+the resumed run logs to the same MLflow run.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ def complete_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
         if not m:
             continue
         try:
-            json.loads((p / SEAL_FILE).read_text(encoding="utf-8"))
-            json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
+            read_json(p / SEAL_FILE)
+            read_json(p / "trainer_state.json")
         except (OSError, ValueError):
             continue  # killed while saving (some rank had not finished): not resumable
         found.append((int(m.group(1)), p))
