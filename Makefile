@@ -41,8 +41,10 @@ test-containers: $(STAMP)
 	.ci/system-deps containers
 	PYTHON=$(BIN)/python components/containers/test.sh
 
+# Both kept specs: the laptop one (kfp.local) and the cluster one (the kfp CLI submits it).
 pipeline-compile: $(STAMP)
 	$(BIN)/dagllm pipeline compile
+	$(BIN)/dagllm pipeline compile --profile pipelines/cluster.yaml --output pipelines/compiled/dagllm-cluster.yaml
 
 # Pipeline outputs only: the git-ignored files (DVC outputs, MLflow store); tracked metrics stay.
 clean:

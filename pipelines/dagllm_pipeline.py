@@ -12,7 +12,8 @@ memory-backed /dev/shm for training, retries and caching. kfp.local ignores the 
 Caching: on, except ``fingerprint`` (it digests the source files and the code, and hands each
 stage its params slice: cached stages key on those, so an unchanged scheduled run is all cache
 hits and a change reruns only the stages that read it, and what follows them) and ``register``
-(it changes the MLflow registry and must happen on every run).
+(it changes the MLflow registry and must happen on every run). Tasks in the CUDA image are cached
+only when that image is pinned by digest (:func:`cached`).
 """
 
 
@@ -40,7 +41,10 @@ from dagllm.paths import is_url, resolve_mirror
 from dagllm.registry.tracking import absolute_uri
 
 PIPELINE_NAME = "dagllm"
-DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")
+DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")  # params.yaml as is: kfp.local, the laptop
+# params.yaml + the cluster profile: the spec to submit with the stock kfp CLI (kept in git as well)
+CLUSTER_PROFILE = Path("pipelines/cluster.yaml")
+CLUSTER_OUTPUT = Path("pipelines/compiled/dagllm-cluster.yaml")
 # Tasks that talk to MLflow (runs, registry): retried, get the credentials, read the model PVC.
 SERVICE_TASKS = ("train", "evaluate", "register")
 GPU_TASKS = ("train", "evaluate")
@@ -55,8 +59,12 @@ def params_json(params: Params) -> str:
     return json.dumps(params.to_dict(), ensure_ascii=False, sort_keys=True)
 
 
-def build_pipeline(params: Params):
-    """The ``@dsl.pipeline`` function with ``params`` as the default of ``params_json``."""
+def build_pipeline(params: Params, one_image: bool = False):
+    """The ``@dsl.pipeline`` function with ``params`` as the default of ``params_json``.
+
+    ``one_image``: every task runs the same code as ``fingerprint`` (kfp.local's SubprocessRunner,
+    this venv), so every task but fingerprint and register may be cached whatever the images.
+    """
     default = params_json(params)
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Korean instruction tuning, DaG LLM / KIT-19 style: "
@@ -90,7 +98,8 @@ def build_pipeline(params: Params):
                  "register": register}
         for name, task in tasks.items():
             multi_node = name == "train" and params.train.num_nodes > 1
-            apply_cluster_settings(task, name, watcher_settings(params.kubeflow) if multi_node else params.kubeflow)
+            apply_cluster_settings(task, name, watcher_settings(params.kubeflow) if multi_node else params.kubeflow,
+                                   one_image)
         return register.outputs["Output"]
 
     return dagllm
@@ -103,22 +112,45 @@ def watcher_settings(k: KubeflowParams) -> KubeflowParams:
                                  "resources": {t: r for t, r in k.resources.items() if t != "train"}})
 
 
-def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams) -> None:
+def is_pinned(image: str) -> bool:
+    """An image named by its digest (``name@sha256:...``), which no push can change."""
+    return "@sha256:" in image
+
+
+def cached(name: str, image: str, k: KubeflowParams) -> bool:
+    """Whether the task may be served from KFP's cache.
+
+    The code digest in each slice is computed by ``fingerprint`` in the CPU image, and KFP's cache
+    key holds the image *reference*: a task in another image (the CUDA image of train, and of
+    evaluate on a GPU) is cached only when that image is pinned by digest, or a rebuild under the
+    same tag would be served the old image's results.
+    """
+    return name not in NOT_CACHED and (image == k.images.cpu or is_pinned(image))
+
+
+def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams, one_image: bool = False) -> None:
     """Bake the ``kubeflow`` settings of params.yaml into one task of the DAG.
 
     Args:
         task: the pipeline task.
         name: its stage name (``train``, ``evaluate``, ...).
         k: the ``kubeflow`` section of the params.
+        one_image: all tasks run fingerprint's code (:func:`build_pipeline`).
     """
     gpu = k.gpu.get(name)  # type: ignore[call-overload]
     wants_gpu = name in GPU_TASKS and gpu is not None and gpu.count > 0
     # the train image has CUDA torch: train always, evaluate when it asks for a GPU (else CPU torch)
-    task.set_container_image(k.images.train if name == "train" or wants_gpu else k.images.cpu)
+    image = k.images.train if name == "train" or wants_gpu else k.images.cpu
+    task.set_container_image(image)
+    if not is_pinned(image):
+        # a tag can be pushed again: every pod pulls what the tag names now, never a node's old copy
+        k8s.set_image_pull_policy(task, "Always")
+    if k.image_pull_secrets:
+        k8s.set_image_pull_secrets(task, list(k.image_pull_secrets))
     res = k.task_resources(name)
     task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
     task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
-    task.set_caching_options(name not in NOT_CACHED)
+    task.set_caching_options(cached(name, image, k) or (one_image and name not in NOT_CACHED))
     if wants_gpu:
         task.set_accelerator_type(gpu.accelerator).set_accelerator_limit(gpu.count)
         for key, value in k.node_selector.items():
@@ -242,5 +274,5 @@ def run_local(params: Params, workdir: Path = Path("kfp_local"), cache: bool = F
     workdir.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(workdir), raise_on_error=True,
                enable_caching=cache)
-    task = build_pipeline(localize(params))()
+    task = build_pipeline(localize(params), one_image=True)()
     return {"registered_version": task.output, "pipeline_root": str(workdir)}

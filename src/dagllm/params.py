@@ -378,12 +378,16 @@ class SecretEnvParams(_Section):
                                 description="the tasks that get it (only those that use it)")
 
 
-class ImagesParams(_Section):
-    """The component images, pinned tags (components/Dockerfile and components/Dockerfile.train)."""
+# an image by tag, by digest, or both (name:tag@sha256:...); a digest makes the CUDA image's tasks cacheable
+_IMAGE = r"^[^:@\s]+((:[\w][\w.-]*)(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})$"
 
-    cpu: str = Field("ghcr.io/dagllm/dagllm:0.1.0", pattern=r"^[^:@\s]+(:[\w][\w.-]*)(@sha256:[0-9a-f]{64})?$")
-    train: str = Field("ghcr.io/dagllm/dagllm-train:0.1.0-cu128",
-                       pattern=r"^[^:@\s]+(:[\w][\w.-]*)(@sha256:[0-9a-f]{64})?$")
+
+class ImagesParams(_Section):
+    """The component images (components/Dockerfile and components/Dockerfile.train): a version tag,
+    or a digest (``name@sha256:...``), which KFP can cache the CUDA image's tasks on."""
+
+    cpu: str = Field("ghcr.io/dagllm/dagllm:0.1.0", pattern=_IMAGE)
+    train: str = Field("ghcr.io/dagllm/dagllm-train:0.1.0-cu128", pattern=_IMAGE)
 
     @model_validator(mode="after")
     def _no_latest(self) -> ImagesParams:
@@ -408,6 +412,9 @@ class TrainJobParams(_Section):
     delete: Literal["always", "on_success", "never"] = Field(
         "on_success", description="delete the job when done; on_success keeps a failed job's pods for kubectl")
     log_tail_lines: int = Field(200, ge=1, le=10000, description="lines of the rank-0 pod's log shown at the end")
+    service_account: str = Field("dagllm-trainer", min_length=1, max_length=253,
+                                 description="ServiceAccount of the job's node pods (k8s/base/serviceaccounts.yaml: "
+                                 "no API token mounted; the pods never call the Kubernetes API)")
 
 
 class KubeflowParams(_Section):
@@ -432,6 +439,8 @@ class KubeflowParams(_Section):
     namespace: str | None = Field(None, description="KFP profile namespace (multi-user KFP) of the experiment "
                                   "and runs; the token comes from KFP_TOKEN")
     service_account: str = Field("dagllm-pipeline-runner", min_length=1)
+    image_pull_secrets: list[str] = Field(default_factory=list, description="Secrets (kubernetes.io/dockerconfigjson) "
+                                          "for a private registry: on every task's pod and the TrainJob's")
     # --- cluster profile (pipelines/cluster.yaml): what a run on KFP reads besides its image ---
     mirror_pvc: str | None = Field(None, description="existing PVC holding the source mirror, mounted on "
                                    "fingerprint, ingest and evaluate at mirror_mount (set paths.mirror to that path)")

@@ -18,6 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[2]
 SERVER_SCRIPT = REPO / "mlflow" / "server.sh"
@@ -60,27 +61,50 @@ def _as_postgres(cmd: list[str]) -> list[str]:
 
 @dataclass
 class Postgres:
-    """A private PostgreSQL cluster on 127.0.0.1 with trust auth for user ``postgres``."""
+    """A private PostgreSQL cluster on 127.0.0.1; its socket (trusted) lives in ``root``.
+
+    ``user`` is the bootstrap superuser (initdb -U) and ``database`` is created for it (none when
+    it is "postgres", which initdb makes). Without a ``password`` every login is trusted; with one
+    the socket stays trusted and TCP logins need it (scram-sha-256), as for a pod reaching the
+    dev StatefulSet over the network.
+    """
 
     port: int = field(default_factory=free_port)
     root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="dagllm-pg-")))
+    user: str = "postgres"
+    password: str | None = None
+    database: str = "mlflow"
 
     @property
     def url(self) -> str:
-        return f"postgresql+psycopg2://postgres@127.0.0.1:{self.port}/mlflow"
+        login = self.user + (f":{quote(self.password, safe='')}" if self.password else "")
+        return f"postgresql+psycopg2://{login}@127.0.0.1:{self.port}/{self.database}"
+
+    def _run(self, *cmd) -> subprocess.CompletedProcess:
+        return subprocess.run(_as_postgres([str(c) for c in cmd]), check=True, capture_output=True, text=True)
 
     def start(self) -> Postgres:
         bin_dir = postgres_bin()
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
         data = self.root / "data"
-        run = lambda *cmd: subprocess.run(_as_postgres([str(c) for c in cmd]), check=True,  # noqa: E731
-                                          capture_output=True, text=True)
-        run(bin_dir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync")
-        run(bin_dir / "pg_ctl", "-D", data, "-l", self.root / "log", "-w", "-t", "60", "start",
-            "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -F")
-        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", self.port, "-U", "postgres", "mlflow")
+        auth = ["-A", "trust"]
+        if self.password is not None:
+            pwfile = self.root / "pwfile"
+            pwfile.write_text(self.password + "\n")
+            if os.geteuid() == 0:
+                shutil.chown(pwfile, "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        self._run(bin_dir / "initdb", "-D", data, *auth, "-U", self.user, "-E", "UTF8", "--no-sync")
+        self._run(bin_dir / "pg_ctl", "-D", data, "-l", self.root / "log", "-w", "-t", "60", "start",
+                  "-o", f"-h 127.0.0.1 -p {self.port} -k {self.root} -F")
+        if self.database != "postgres":
+            self.psql("-U", self.user, "--dbname", "postgres", "-c", f'CREATE DATABASE "{self.database}"')
         return self
+
+    def psql(self, *args) -> subprocess.CompletedProcess:
+        """psql over the local socket (a "local" connection, as on the server's own host); raises on failure."""
+        return self._run(postgres_bin() / "psql", "-h", self.root, "-p", self.port, *args)
 
     def stop(self) -> None:
         subprocess.run(_as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(self.root / "data"), "-m",

@@ -7,6 +7,7 @@ import copy
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -22,9 +23,10 @@ K8S_VERSION = "1.32.0"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|_URI$|CREDENTIAL", re.I)
 
-def _render(overlay: str) -> list[dict]:
+def _render(overlay: str, root: Path = K8S) -> list[dict]:
+    """The objects of ``root/overlays/overlay`` as ``kubectl kustomize`` renders them."""
     assert shutil.which("kubectl"), "kubectl is needed to render the overlays (.ci/run installs it)"
-    out = subprocess.run(["kubectl", "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True)
+    out = subprocess.run(["kubectl", "kustomize", str(root / "overlays" / overlay)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
@@ -184,8 +186,43 @@ def test_mlflow_reachable_with_auth_and_one_migration(rendered):
     assert [c["name"] for c in pod.get("initContainers", [])] == ["wait-for-schema"]
     jobs = [d for d in docs if d["kind"] == "Job" and "upgrade" in d["spec"]["template"]["spec"]["containers"][0]["command"]]
     assert len(jobs) == 1 and jobs[0]["spec"]["template"]["spec"]["containers"][0]["command"][:3] == ["mlflow", "db", "upgrade"]
+    # the auth store too, first, from the same basic_auth.ini as the server's (the Secret's key)
+    job = jobs[0]["spec"]["template"]["spec"]
+    assert [c["name"] for c in job["initContainers"]] == ["upgrade-auth"]
+    for spec, c in ((job, job["initContainers"][0]), (pod, pod["initContainers"][0]), (pod, server)):
+        ini = next(e["value"] for e in c["env"] if e["name"] == "MLFLOW_AUTH_CONFIG_PATH")
+        mount = next(m for m in c["volumeMounts"] if ini.startswith(m["mountPath"] + "/"))
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "dagllm-mlflow-auth" and mount["readOnly"], c["name"]
+        assert {"key": "basic_auth.ini", "path": ini.rsplit("/", 1)[1]} in volume["secret"]["items"], c["name"]
     tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
     assert int(tmp["emptyDir"]["sizeLimit"].removesuffix("Gi")) >= 24  # a 5.8b model (11.6 GB) spools here
+
+
+UNITS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def _bytes(quantity: str) -> float:
+    """A Kubernetes quantity (24Gi, 500M, 1.5Ti) in bytes."""
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
+    return float(number) * UNITS[unit]
+
+
+def test_mlflow_keeps_the_bases_ephemeral_storage(rendered):
+    """Proxied uploads spool on the node's ephemeral storage: no overlay may drop or shrink the
+    base's request and limit for it (a patch that replaces the whole resources block would)."""
+    name, docs = rendered
+    base = yaml.safe_load((K8S / "base/mlflow/deployment.yaml").read_text())
+    want = next(c for c in base["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")["resources"]
+    deploy = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "mlflow")
+    got = next(c for c in deploy["spec"]["template"]["spec"]["containers"] if c["name"] == "mlflow")["resources"]
+    for part in ("requests", "limits"):
+        assert "ephemeral-storage" in got.get(part, {}), (name, part, got)
+        assert _bytes(got[part]["ephemeral-storage"]) >= _bytes(want[part]["ephemeral-storage"]), (name, part, got)
+
+
+def test_quantities():
+    assert [_bytes(q) for q in ("24Gi", "500M", "1.5Ti", "7")] == [24 * 2**30, 5e8, 1.5 * 2**40, 7]
 
 
 def test_pvcs_name_a_storage_class_and_the_profile_volumes_exist(rendered):

@@ -72,15 +72,24 @@ def test_in_cluster_host_header_is_accepted_and_a_login_is_required(server):
 
 
 def test_the_migration_job_then_the_replicas_wait_for_schema(tmp_path: Path):
-    """The Job's `mlflow db upgrade` brings an empty store to head; the init container's script then
-    lets the server start (it would wait while the schema is not at head)."""
+    """The Job's containers (the auth store's migration, then `mlflow db upgrade`) bring empty stores
+    to head; the init container's script then lets the server start (it would wait while either
+    schema is not at head). On PostgreSQL as the dev overlay runs it: test_mlflow_postgres.py."""
     docs = _render("dev")
     job = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"] == "mlflow-db-upgrade")
     init = next(d for d in docs if d["kind"] == "Deployment"
                 and d["metadata"]["name"] == "mlflow")["spec"]["template"]["spec"]["initContainers"][0]
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri}
-    cmd = [uri if a == "$(MLFLOW_BACKEND_STORE_URI)" else a for a in job["spec"]["template"]["spec"]["containers"][0]["command"]]
+    ini = (K8S / "base/mlflow/basic_auth.ini.example").read_text()
+    ini = re.sub(r"^database_uri = .*$", f"database_uri = sqlite:///{tmp_path / 'auth.db'}", ini, flags=re.M)
+    (tmp_path / "basic_auth.ini").write_text(ini)
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": uri, "MLFLOW_AUTH_CONFIG_PATH": str(tmp_path / "basic_auth.ini")}
+    spec = job["spec"]["template"]["spec"]
+    (auth,) = spec["initContainers"]
+    assert auth["command"] == ["python", "-c"]
+    up = subprocess.run([sys.executable, "-c", *auth["args"]], env=env, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr[-2000:]
+    cmd = [uri if a == "$(MLFLOW_BACKEND_STORE_URI)" else a for a in spec["containers"][0]["command"]]
     assert cmd[:3] == ["mlflow", "db", "upgrade"]
     up = subprocess.run([sys.executable, "-m", "mlflow", *cmd[1:]], env=env, capture_output=True, text=True, timeout=300)
     assert up.returncode == 0, up.stderr[-2000:]

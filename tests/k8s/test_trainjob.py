@@ -1,7 +1,9 @@
 """Multi-node training from the train step (src/dagllm/training/trainjob.py), tested offline.
 
 - The TrainJob it creates, against the CRD's schema (tests/k8s/trainjob_schema.yaml, written from
-  Kubeflow Trainer v2.3.0's published CRD) and against what the torch runtime expects.
+  Kubeflow Trainer v2.3.0's published CRD) and against what the torch runtime expects; its node
+  pods' template (labels the NetworkPolicies select, no Istio sidecar, the trainer ServiceAccount)
+  as the step POSTs it.
 - Create / wait / success, failure with rank 0's log, timeout and retries, through the real
   ``kubernetes`` client against a loopback stand-in of the API server (kube_server.py), also
   through the KFP train step's own code (``dagllm.pipeline.steps.train``).
@@ -44,6 +46,13 @@ def _params(tmp_path: Path, **train_job) -> Params:
     return Params.model_validate(data)
 
 
+def _pod_template(job: dict) -> dict:
+    """The pod template patch of the job's ``node`` replicated job (metadata and spec)."""
+    (patch,) = job["spec"]["runtimePatches"]
+    (rjob,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    return rjob["template"]["spec"]["template"]
+
+
 def _job(tmp_path: Path, **train_job) -> dict:
     p = _params(tmp_path, **train_job)
     from dagllm.pipeline.steps import train_params_for_task
@@ -58,6 +67,18 @@ def test_manifest_matches_crd_schema(tmp_path):
     jsonschema.validate(_job(tmp_path), SCHEMA)
 
 
+def test_image_pull_secrets_reach_the_nodes(tmp_path):
+    data = _params(tmp_path).to_dict()
+    data["kubeflow"]["image_pull_secrets"] = ["ghcr-pull"]
+    p = Params.model_validate(data)
+    from dagllm.pipeline.steps import train_params_for_task
+
+    job = build_trainjob(p, train_params_for_task(p), "dagllm-train-0123456789ab", Path("/mnt/models/x/spec.json"))
+    jsonschema.validate(job, SCHEMA)
+    assert _pod_template(job)["spec"]["imagePullSecrets"] == [{"name": "ghcr-pull"}]
+    assert "imagePullSecrets" not in _pod_template(_job(tmp_path))["spec"]  # none asked for: none set
+
+
 @pytest.mark.parametrize("break_it", [
     lambda j: j["spec"].pop("runtimeRef"),
     lambda j: j["spec"]["trainer"].update(numNodes="2"),
@@ -65,6 +86,9 @@ def test_manifest_matches_crd_schema(tmp_path):
     lambda j: j["metadata"].update(name="Dagllm_train"),
     lambda j: j["spec"]["runtimePatches"][0].pop("manager"),
     lambda j: j["spec"]["trainer"]["resourcesPerNode"]["limits"].update(cpu="eight"),
+    lambda j: _pod_template(j)["metadata"].update(label={"a": "b"}),  # misspelled
+    lambda j: _pod_template(j)["metadata"]["annotations"].update({"sidecar.istio.io/inject": False}),
+    lambda j: _pod_template(j)["spec"].update(serviceAccountName="x" * 254),
 ])
 def test_schema_check_can_fail(tmp_path, break_it):
     job = _job(tmp_path)
@@ -117,6 +141,15 @@ def test_job_name_is_a_dns_label_and_stable():
     a = trainjob.job_name(Path("/mnt/models/runs/abc/hf"))
     assert a == trainjob.job_name(Path("/mnt/models/runs/abc/hf")) != trainjob.job_name(Path("/mnt/models/runs/abd/hf"))
     jsonschema.validate(a, SCHEMA["properties"]["metadata"]["properties"]["name"])
+
+
+def test_the_trainer_service_account_exists_in_the_manifests():
+    sa = Params.model_validate(small_params()).kubeflow.train_job.service_account
+    docs = yaml.safe_load_all((REPO / "k8s/base/serviceaccounts.yaml").read_text(encoding="utf-8"))
+    (account,) = [d for d in docs if d["kind"] == "ServiceAccount" and d["metadata"]["name"] == sa]
+    assert account["automountServiceAccountToken"] is False  # the node pods never call the API
+    assert account["metadata"]["labels"]["app.kubernetes.io/component"] == \
+        trainjob.TRAINER_LABELS["app.kubernetes.io/component"]
 
 
 # --- create / wait / fail against the stand-in API server ---------------------------------------------
@@ -214,6 +247,41 @@ def test_success_creates_waits_emits_the_model_and_deletes(tmp_path, kube, capsy
     assert delete.path.endswith("/trainjobs/" + post.body["metadata"]["name"])
     assert delete.query.get("propagationPolicy") == "Background"  # the JobSet and pods go with the job
     assert not state.jobs
+
+
+def _policies() -> dict[str, dict]:
+    docs = yaml.safe_load_all((REPO / "k8s/base/networkpolicy.yaml").read_text(encoding="utf-8"))
+    return {d["metadata"]["name"]: d["spec"] for d in docs}
+
+
+def test_the_pods_of_the_created_job_are_labelled_for_the_policies_without_sidecar(tmp_path, kube):
+    """What the step POSTs: the node pods' template carries the labels the NetworkPolicies select
+    (Trainer v2.3 copies the patch's pod metadata onto the pods, not the TrainJob's labels), no
+    Istio sidecar, and the trainer ServiceAccount."""
+    state, url = kube
+    state.controller = _cluster("Complete")
+    p = _params(tmp_path)
+    model_dir = tmp_path / "artifact"
+    from dagllm.pipeline.steps import train_params_for_task
+
+    trainjob.train_on_cluster(p, train_params_for_task(p), _records(tmp_path),
+                              artifacts.model_files_for(p, model_dir), model_dir, _api(url))
+
+    (post,) = state.calls_to("POST")
+    jsonschema.validate(post.body, SCHEMA)
+    template = _pod_template(post.body)
+    labels = template["metadata"]["labels"]
+    assert labels == {"app.kubernetes.io/part-of": "dagllm", "app.kubernetes.io/component": "trainer"}
+    assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert template["spec"]["serviceAccountName"] == "dagllm-trainer" == p.kubeflow.train_job.service_account
+    # the labels each policy selects the training pods by are on them
+    pol = _policies()
+    assert pol["default-deny-ingress"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert pol["trainer-peers"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert [peer["podSelector"]["matchLabels"] for peer in pol["trainer-peers"]["ingress"][0]["from"]
+            if peer["podSelector"]["matchLabels"].items() <= labels.items()]
+    assert [peer["podSelector"]["matchLabels"] for peer in pol["mlflow-ingress"]["ingress"][0]["from"]
+            if peer["podSelector"]["matchLabels"].items() <= labels.items()]
 
 
 def test_failure_raises_with_the_condition_and_rank0_log_tail(tmp_path, kube):
@@ -387,3 +455,24 @@ def test_the_pipeline_runner_role_allows_the_calls():
     for verb in ("create", "get", "delete"):
         assert allowed("trainer.kubeflow.org", "trainjobs", verb), verb
     assert allowed("", "pods", "list") and allowed("", "pods/log", "get")
+
+
+def test_the_train_steps_slice_holds_what_the_job_reads(tmp_path):
+    """On KFP the step gets its params slice, not the whole params: the job built from the slice is
+    the job built from the whole (a field the slice lacked would be a KeyError here)."""
+    import json
+
+    from dagllm.pipeline.slices import fingerprint
+    from dagllm.pipeline.steps import _params as step_params
+    from dagllm.pipeline.steps import train_params_for_task
+
+    data = _params(tmp_path).to_dict()
+    data["kubeflow"]["image_pull_secrets"] = ["ghcr-pull"]
+    full = Params.model_validate(data)
+    sliced = step_params(fingerprint(json.dumps(full.to_dict()))["train"])
+    spec = Path("/mnt/models/x/spec.json")
+    jobs = [build_trainjob(x, train_params_for_task(x), "j", spec) for x in (sliced, full)]
+    for job in jobs:  # the slice's JSON has sorted keys: the Secret's env comes in another order
+        job["spec"]["trainer"]["env"].sort(key=lambda e: e["name"])
+    assert jobs[0] == jobs[1]
+    assert artifacts.model_files_for(sliced, tmp_path / "a") == artifacts.model_files_for(full, tmp_path / "a")

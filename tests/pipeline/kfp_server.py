@@ -4,6 +4,13 @@ It is not KFP: it keeps pipelines, versions, experiments, runs and recurring run
 answers with the JSON shapes of the v2beta1 API that ``kfp.Client`` reads, and records every
 request (method, path, query, JSON body or uploaded file) so a test can assert which calls a
 command made. Unknown paths answer 404 and are recorded too.
+
+``multi_user=True`` does what KFP's API server does in multi-user mode
+(backend/src/apiserver/auth, resource_manager): every request but healthz needs a bearer token that
+TokenReview accepts for the audience ``pipelines.kubeflow.org`` (DefaultTokenReviewAudience in
+backend/src/apiserver/common/const.go; here the token's ``aud`` claim is read, its signature is not
+checked), else 401; an experiment needs a namespace (400). Pipelines uploaded with a namespace are
+listed only with that namespace, shared ones only without, as KFP's ListPipelines filters them.
 """
 
 from __future__ import annotations
@@ -19,6 +26,27 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 API = "/apis/v2beta1"
+AUDIENCE = "pipelines.kubeflow.org"
+
+
+def jwt(aud: list[str] | str, sub: str = "system:serviceaccount:dagllm:default-editor") -> str:
+    """An unsigned JWT with these claims, shaped like a Kubernetes service account token."""
+    import base64
+
+    enc = lambda d: base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")  # noqa: E731
+    return f"{enc({'alg': 'RS256', 'kid': 'stand-in'})}.{enc({'aud': aud, 'sub': sub, 'iss': 'https://kubernetes.default.svc'})}.c2ln"
+
+
+def _audiences(header: str) -> list[str]:
+    import base64
+
+    token = header.removeprefix("Bearer ").strip()
+    try:
+        payload = token.split(".")[1]
+        aud = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))).get("aud", [])
+    except (IndexError, ValueError, AttributeError):
+        return []
+    return [aud] if isinstance(aud, str) else list(aud)
 
 
 @dataclass
@@ -28,6 +56,7 @@ class Call:
     query: dict[str, str]
     body: Any = None
     upload: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -40,6 +69,8 @@ class FakeKfp:
     experiments: dict[str, dict] = field(default_factory=dict)
     runs: dict[str, dict] = field(default_factory=dict)
     recurring: dict[str, dict] = field(default_factory=dict)
+    multi_user: bool = False
+    fail: dict[str, int] = field(default_factory=dict)  # "METHOD /path" -> status to answer once
 
     def _version(self, pipeline_id: str, name: str, now: str) -> dict:
         vid = str(uuid.uuid4())
@@ -51,15 +82,22 @@ class FakeKfp:
         now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         m, p, q = call.method, call.path, call.query
         if m == "GET" and p == f"{API}/healthz":
-            return 200, {"commit_sha": "stand-in", "tag_name": "2.5.0", "multi_user": False}
+            return 200, {"commit_sha": "stand-in", "tag_name": "2.5.0", "multi_user": self.multi_user}
+        if self.multi_user and AUDIENCE not in _audiences(call.headers.get("authorization", "")):
+            return 401, {"error": "Failed to authenticate token review", "code": 16,
+                         "message": f"Failed to authenticate token review: audience {AUDIENCE} not in token"}
+        if f"{m} {p}" in self.fail:
+            return self.fail.pop(f"{m} {p}"), {"error": "stand-in: planted failure"}
         if m == "GET" and p == f"{API}/pipelines":
-            return 200, _listing("pipelines", self.pipelines.values(), q)
+            ns = q.get("namespace", "")
+            return 200, _listing("pipelines", [x for x in self.pipelines.values() if x["namespace"] == ns], q)
         if m == "POST" and p == f"{API}/pipelines/upload":
-            if any(x["display_name"] == q["name"] for x in self.pipelines.values()):
+            ns = q.get("namespace", "")
+            if any(x["display_name"] == q["name"] and x["namespace"] == ns for x in self.pipelines.values()):
                 return 409, {"error": f"pipeline {q['name']} already exists"}
             pid = str(uuid.uuid4())
             self.pipelines[pid] = {"pipeline_id": pid, "display_name": q["name"], "created_at": now,
-                                   "description": q.get("description", "")}
+                                   "description": q.get("description", ""), "namespace": ns}
             self._version(pid, q["name"], now)  # as KFP does: the first upload is also the first version
             return 200, self.pipelines[pid]
         if m == "POST" and p == f"{API}/pipelines/upload_version":
@@ -76,6 +114,8 @@ class FakeKfp:
         if m == "GET" and p == f"{API}/experiments":
             return 200, _listing("experiments", self.experiments.values(), q)
         if m == "POST" and p == f"{API}/experiments":
+            if self.multi_user and not (call.body or {}).get("namespace"):
+                return 400, {"error": "Invalid input: in multi-user mode, an experiment needs a namespace"}
             eid = str(uuid.uuid4())
             self.experiments[eid] = {**call.body, "experiment_id": eid, "created_at": now, "storage_state": "AVAILABLE"}
             return 200, self.experiments[eid]
@@ -115,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        call = Call(self.command, url.path, query)
+        call = Call(self.command, url.path, query, headers={k.lower(): v for k, v in self.headers.items()})
         if raw and self.headers.get("Content-Type", "").startswith("application/json"):
             call.body = json.loads(raw)
         elif raw:
@@ -138,8 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
 class KfpStandIn:
     """Context manager: the stand-in server on 127.0.0.1 (a free port) in a thread."""
 
-    def __init__(self) -> None:
-        self.state = FakeKfp()
+    def __init__(self, multi_user: bool = False) -> None:
+        self.state = FakeKfp(multi_user=multi_user)
         handler = type("Handler", (_Handler,), {"state": self.state})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

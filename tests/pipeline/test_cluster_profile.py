@@ -30,6 +30,23 @@ def _compiled(params, tmp_path: Path):
     return pipeline, platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
 
 
+def test_kept_cluster_spec_matches_the_code_and_has_no_laptop_default(tmp_path: Path):
+    """README's kfp CLI line submits pipelines/compiled/dagllm-cluster.yaml: params.yaml under the
+    cluster profile, compiled as `make pipeline-compile` does."""
+    from pipelines.dagllm_pipeline import CLUSTER_OUTPUT
+
+    kept = REPO / CLUSTER_OUTPUT
+    fresh = compile_pipeline(with_profile(load_params(REPO / "params.yaml"), PROFILE), tmp_path / "c.yaml", cluster=True)
+    assert fresh.read_text() == kept.read_text(), f"{CLUSTER_OUTPUT} is stale: run `make pipeline-compile` and commit it"
+    spec = next(yaml.safe_load_all(kept.read_text()))
+    default = json.loads(spec["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"])
+    check_cluster(params_from_dict(default))  # what a bare `kfp run create` runs: no laptop default
+    assert default["mlflow"]["tracking_uri"] == "env" and default["train"]["model"] != "tiny"
+    assert "sqlite" not in json.dumps(default) and default["paths"]["mirror"] == "/mnt/mirror"
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"--package-file {CLUSTER_OUTPUT}" in readme and "--package-file pipelines/compiled/dagllm.yaml" not in readme
+
+
 def test_laptop_defaults_fail_with_one_error_naming_each(tmp_path: Path):
     with pytest.raises(ClusterProfileError) as err:
         compile_pipeline(load_params(REPO / "params.yaml"), tmp_path / "p.yaml", cluster=True)

@@ -61,7 +61,9 @@ def test_pvc_secrets_and_shm(docs):
     assert k8s["exec-train-op"]["emptyDirMounts"] == [{"medium": "Memory", "mountPath": "/dev/shm",
                                                         "sizeLimit": "16Gi", "volumeName": "dshm"}]
     for name in ("fingerprint", "ingest", "render", "validate", "decontaminate", "balance"):  # no secret, no PVC
-        assert set(k8s[f"exec-{name}-op"]) == {"securityContext"}
+        # and the CPU image by tag: pulled each time (a tag can be pushed again)
+        assert set(k8s[f"exec-{name}-op"]) == {"securityContext", "imagePullPolicy"}
+        assert k8s[f"exec-{name}-op"]["imagePullPolicy"] == "Always"
 
 
 def test_every_pod_runs_as_the_images_non_root_user(docs):
@@ -78,8 +80,9 @@ def test_retries_caching_display_names(docs):
         assert tasks[name]["retryPolicy"]["maxRetryCount"] == 3
     assert "retryPolicy" not in tasks["render-op"]
     cached = {n for n, t in tasks.items() if t["cachingOptions"].get("enableCache")}
-    assert cached == {"ingest-op", "render-op", "validate-op", "decontaminate-op", "balance-op", "train-op",
-                      "evaluate-op"}  # not fingerprint-op (digests the sources each run) nor register-op
+    # not fingerprint-op (digests the sources each run) nor register-op; not the CUDA image's tasks while that
+    # image is a tag (params.yaml): fingerprint, in the CPU image, cannot digest their code
+    assert cached == {"ingest-op", "render-op", "validate-op", "decontaminate-op", "balance-op"}
     assert all(t["taskInfo"]["name"] != n for n, t in tasks.items())  # every task has a display name
 
 
@@ -143,3 +146,40 @@ def test_overrides_reach_nested_cluster_settings():
     assert p.kubeflow.resources["train"].memory_limit == "8Gi" and p.kubeflow.gpu["evaluate"].count == 0
     with pytest.raises(ParamsError, match="allowed at kubeflow.resources.train: cpu_limit"):
         load_params(REPO / "params.yaml", ["kubeflow.resources.train.memory_limt=8Gi"])
+
+
+def test_a_root_owned_volume_is_refused_with_the_fix(tmp_path: Path):
+    """A PVC whose root belongs to root (0755), as a fresh NFS export is: uid 1000 cannot write it,
+    and KFP sets no fsGroup on task pods. As a non-root user, the step refuses it up front."""
+    import os
+
+    from dagllm.pipeline.artifacts import check_writable
+
+    pvc = tmp_path / "pvc"
+    pvc.mkdir()
+    pvc.chmod(0o755)
+
+    def attempt() -> str:
+        with pytest.raises(PermissionError) as err:
+            check_writable(pvc, "kubeflow.model_pvc='dagllm-models'")
+        return str(err.value)
+
+    if os.geteuid() != 0:  # not root: a folder we may not write
+        pvc.chmod(0o555)
+        text = attempt()
+    else:  # root writes anything: the check runs in a child that became uid/gid 1000, as a task pod runs
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os.close(read)
+            try:
+                os.setgid(1000)
+                os.setuid(1000)
+                os.write(write, attempt().encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as f:
+            text = f.read()
+    assert "not writable by uid" in text and "chown" in text and "dagllm-models" in text

@@ -17,7 +17,7 @@ from pipelines.dagllm_pipeline import with_profile
 from pipelines.submit import SubmitError, kfp_cron
 
 from ..conftest import REPO
-from .kfp_server import API, KfpStandIn
+from .kfp_server import API, AUDIENCE, KfpStandIn, jwt
 
 PARAMS = str(REPO / "params.yaml")
 PROFILE = str(REPO / "pipelines/cluster.yaml")
@@ -41,6 +41,7 @@ def test_submit_then_schedule_make_the_right_calls():
             "GET /experiments", "POST /experiments", "POST /runs"]
         upload = next(c for c in kfp.state.calls if c.path.endswith("/pipelines/upload"))
         assert upload.query["name"] == "dagllm"
+        assert upload.query["namespace"] == "dagllm"  # the profile's, not shared (the cluster profile's namespace)
         assert b"pipelineInfo" in upload.upload and b"emptyDirMounts" in upload.upload  # the compiled spec
         (run,) = kfp.state.runs.values()
         assert run["display_name"] == "smoke"
@@ -144,3 +145,92 @@ def test_namespace_reaches_the_experiment():
         assert res.exit_code == 0, res.output
         (exp,) = kfp.state.experiments.values()
         assert exp["namespace"] == "team-ml"
+
+
+# --- multi-user KFP: the token's audience, as the API server checks it ---------------------------
+
+
+def test_a_token_for_the_kubernetes_api_is_refused_before_any_call(monkeypatch: pytest.MonkeyPatch):
+    """`kubectl create token` without --audience gives the API server's audience: KFP answers 401."""
+    monkeypatch.setenv("KFP_TOKEN", jwt(["https://kubernetes.default.svc.cluster.local", "k3s"]))
+    with KfpStandIn(multi_user=True) as kfp:
+        res = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE)
+        assert kfp.state.calls == []
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    text = res.output.replace("\n", " ")
+    assert "https://kubernetes.default.svc.cluster.local" in text
+    assert f"create token default-editor --audience {AUDIENCE}" in text
+
+
+def test_the_stand_in_refuses_what_the_server_refuses():
+    """The stand-in's check is the server's: a token without the audience gets 401 from it too."""
+    import kfp as kfp_sdk
+    from kfp_server_api.exceptions import ApiException
+
+    with KfpStandIn(multi_user=True) as kfp:
+        for token in (jwt(["https://kubernetes.default.svc"]), "not-a-jwt"):
+            with pytest.raises(ApiException) as err:
+                kfp_sdk.Client(host=kfp.url, existing_token=token).list_pipelines(namespace="dagllm")
+            assert err.value.status == 401
+        ok = kfp_sdk.Client(host=kfp.url, existing_token=jwt([AUDIENCE])).list_pipelines(namespace="dagllm")
+        assert ok.pipelines is None
+
+
+def test_without_a_token_the_error_says_how_to_make_one(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("KFP_TOKEN", raising=False)
+    with KfpStandIn(multi_user=True) as kfp:
+        res = _cli("pipeline", "submit", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    text = res.output.replace("\n", " ")
+    assert "401" in text and f"kubectl -n dagllm create token default-editor --audience {AUDIENCE}" in text
+
+
+def test_with_a_kfp_token_every_call_carries_it(monkeypatch: pytest.MonkeyPatch):
+    token = jwt([AUDIENCE])
+    monkeypatch.setenv("KFP_TOKEN", token)
+    with KfpStandIn(multi_user=True) as kfp:
+        res = _cli("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE,
+                   "--cron", "0 3 * * 1")
+        assert res.exit_code == 0, res.output
+        assert all(c.headers.get("authorization") == f"Bearer {token}" for c in kfp.state.calls)
+        (pipeline,) = kfp.state.pipelines.values()
+        assert pipeline["namespace"] == "dagllm"
+        (exp,) = kfp.state.experiments.values()
+        assert exp["namespace"] == "dagllm"
+
+
+def test_a_refused_schedule_leaves_the_old_one_running():
+    """schedule creates the new recurring run before deleting the old: a failed create deletes nothing."""
+    with KfpStandIn() as kfp:
+        args = ("pipeline", "schedule", "--host", kfp.url, "--params", PARAMS, "--profile", PROFILE)
+        assert _cli(*args, "--cron", "0 3 * * 1", "--version-name", "v1").exit_code == 0
+        (old,) = kfp.state.recurring
+        kfp.state.fail[f"POST {API}/recurringruns"] = 500
+        res = _cli(*args, "--cron", "0 5 * * 2", "--version-name", "v2")
+        assert res.exit_code == 1 and "500" in res.output
+        assert list(kfp.state.recurring) == [old]
+        assert not any(c.method == "DELETE" for c in kfp.state.calls)
+
+
+def test_readme_kfp_cli_line_submits_the_cluster_spec():
+    """README's stock-CLI line, run as written (host and token filled in) with the kfp CLI against a
+    multi-user stand-in: the run it creates carries the cluster spec, no laptop default."""
+    import os
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (line,) = re.findall(r"`(kfp --endpoint [^`]+)`", readme)
+    token = jwt([AUDIENCE])
+    with KfpStandIn(multi_user=True) as kfp:
+        args = shlex.split(line.replace("http://localhost:8888", kfp.url))
+        args[1:1] = ["--existing-token", token]
+        res = subprocess.run([str(Path(sys.executable).parent / "kfp"), *args[1:]], cwd=REPO, capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "KUBECONFIG": "/nonexistent"})
+        assert res.returncode == 0, res.stdout[-1500:] + res.stderr[-1500:]
+        (run,) = kfp.state.runs.values()
+    default = json.loads(run["pipeline_spec"]["pipeline_spec"]["root"]["inputDefinitions"]["parameters"]["params_json"]["defaultValue"])
+    assert default["mlflow"]["tracking_uri"] == "env" and default["paths"]["mirror"] == "/mnt/mirror"
+    assert default["train"]["model"] != "tiny"

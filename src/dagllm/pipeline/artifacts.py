@@ -50,6 +50,21 @@ def copy_page(docs_dir: Path, suite: str, html_path: Path) -> None:
 LOCATION_FILE = "location.json"
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """Refuse a mounted volume this process cannot write, saying why and what to do.
+
+    KFP's SDK sets no ``fsGroup`` on task pods (kfp-kubernetes' ``set_security_context`` takes only
+    the user, group and non-root flag), and NFS-like RWX volumes ignore it anyway: the volume
+    itself must be writable by the images' uid/gid (``kubeflow.run_as_user``).
+    """
+    import os
+
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what}: {folder} is not writable by uid {os.getuid()} gid {os.getgid()}; make "
+                              f"the volume's root writable by that user (on the NFS export: chown "
+                              f"{os.getuid()}:{os.getgid()}), docs/deploy.md, 2")
+
+
 def model_files_for(p: Params, model_dir: Path) -> Path:
     """Where train writes the HF model: ``model_dir/hf``, or a per-run folder on the model PVC.
 
@@ -63,6 +78,7 @@ def model_files_for(p: Params, model_dir: Path) -> Path:
     if not mount.is_dir():
         raise FileNotFoundError(f"kubeflow.model_pvc={p.kubeflow.model_pvc!r} but {mount} is not mounted; mount the "
                                 "PVC (the compiled pipeline does) or set kubeflow.model_pvc: null")
+    check_writable(mount, f"kubeflow.model_pvc={p.kubeflow.model_pvc!r}")
     key = hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]
     target = mount / "runs" / key / "hf"
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -13,8 +13,9 @@ The manifest is built by :func:`build_trainjob` (plain data, checked against the
 the tests); the Kubernetes calls sit behind :class:`KubeApi` (the ``kubernetes`` client), so the
 create/wait/fail logic is tested against a loopback stand-in of the API server.
 
-API reference: Kubeflow Trainer v2.3 (``TrainJob.spec.trainer``, ``spec.runtimePatches`` for volumes,
-security context, node selector and tolerations of the ``node`` replicated job).
+API reference: Kubeflow Trainer v2.3 (``TrainJob.spec.trainer``, ``spec.runtimePatches`` for the
+labels, annotations, service account, volumes, security context, node selector and tolerations of
+the ``node`` replicated job's pods).
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ PATCH_MANAGER = "dagllm.io/train-step"
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 JOB_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
+# Labels of the job and of its node pods: the default deny, mlflow-ingress and trainer-peers
+# NetworkPolicies (k8s/base/networkpolicy.yaml) select the pods by them.
+TRAINER_LABELS = {"app.kubernetes.io/part-of": "dagllm", "app.kubernetes.io/component": "trainer"}
+# A profile namespace injects Istio sidecars into every pod KFP does not exempt; a sidecar in the
+# path of the torch rendezvous and NCCL can break them, and a Job's sidecar never exits.
+POD_ANNOTATIONS = {"sidecar.istio.io/inject": "false"}
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -98,6 +105,7 @@ def build_trainjob(p: Params, train: TrainParams, name: str, spec_path: Path) ->
     env += [{"name": var, "valueFrom": {"secretKeyRef": {"name": s.name, "key": key}}}
             for s in k.secrets if "train" in s.tasks for key, var in s.env.items()]
     pod: dict[str, Any] = {
+        "serviceAccountName": kj.service_account,
         "containers": [{
             "name": NODE,
             "volumeMounts": [{"name": "models", "mountPath": k.model_mount},
@@ -110,6 +118,8 @@ def build_trainjob(p: Params, train: TrainParams, name: str, spec_path: Path) ->
         "securityContext": {"runAsNonRoot": True, "runAsUser": k.run_as_user, "runAsGroup": k.run_as_user,
                             "fsGroup": k.run_as_user, "seccompProfile": {"type": "RuntimeDefault"}},
     }
+    if k.image_pull_secrets:  # PodSpecPatch imagePullSecrets (trainjob_types.go, v2.3.0)
+        pod["imagePullSecrets"] = [{"name": n} for n in k.image_pull_secrets]
     if k.node_selector:
         pod["nodeSelector"] = dict(k.node_selector)
     if k.tolerations:
@@ -117,8 +127,7 @@ def build_trainjob(p: Params, train: TrainParams, name: str, spec_path: Path) ->
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "dagllm",
-                                              "app.kubernetes.io/component": "train"}},
+        "metadata": {"name": name, "labels": dict(TRAINER_LABELS)},
         "spec": {
             "runtimeRef": {"name": kj.runtime, "apiGroup": GROUP, "kind": kj.runtime_kind},
             "activeDeadlineSeconds": kj.timeout_s,
@@ -131,8 +140,20 @@ def build_trainjob(p: Params, train: TrainParams, name: str, spec_path: Path) ->
                                      "limits": limits},
                 "env": env,
             },
+            # The pods get their labels, annotations and service account from this patch only.
+            # Kubeflow Trainer v2.3.0 (kubeflow/trainer tag v2.3.0) labels the JobSet with the
+            # runtime's labels and the patches' JobSet metadata, never the TrainJob's own
+            # (pkg/runtime/core/trainingruntime.go:141-161), and strategic-merges each patch's spec,
+            # pod template metadata included, into the JobSet spec (mergeRuntimePatches, :251-290;
+            # its test "...labels and annotations overrides from the TrainJob's RuntimePatches",
+            # trainingruntime_test.go:841). PodTemplatePatch has `metadata` ("Only labels and
+            # annotations are allowed", pkg/apis/trainer/v1alpha1/trainjob_types.go:377-387) and
+            # PodSpecPatch `serviceAccountName` (:390-395); the CRD's schema of that metadata:
+            # manifests/base/crds/trainer.kubeflow.org_trainjobs.yaml:599-620.
             "runtimePatches": [{"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {
-                "replicatedJobs": [{"name": NODE, "template": {"spec": {"template": {"spec": pod}}}}]}}}}],
+                "replicatedJobs": [{"name": NODE, "template": {"spec": {"template": {
+                    "metadata": {"labels": dict(TRAINER_LABELS), "annotations": dict(POD_ANNOTATIONS)},
+                    "spec": pod}}}}]}}}}],
         },
     }
 
