@@ -212,8 +212,9 @@ def code_digest(stage: str) -> str:
 
     A stage's digest covers its modules' files (of :data:`STEPS_MODULE`, only its part) and, for a
     package among them, the data files beside it (catalog, templates, eval tasks, DeepSpeed
-    configs): a change in ``serving/`` reruns no pipeline stage, one in ``evaluation/`` reruns
-    evaluate and what follows it.
+    configs): a change in ``serving/`` reruns no pipeline stage, one in ``evaluation/harness.py``
+    only evaluate; a data file counts for every stage importing its package (the eval task folder
+    holds the benchmark protocol, which every stage reads). docs/deploy.md, "Caching", has the table.
     """
     root = PACKAGE_ROOT
     modules = {_module_file(m) for m in stage_modules(stage) - {STEPS_MODULE}}
