@@ -42,8 +42,8 @@ from dagllm.registry.tracking import absolute_uri
 
 PIPELINE_NAME = "dagllm"
 DEFAULT_OUTPUT = Path("pipelines/compiled/dagllm.yaml")  # params.yaml as is: kfp.local, the laptop
-# params.yaml + the cluster profile: the spec to submit with the stock kfp CLI (kept in git as well)
-CLUSTER_PROFILE = Path("pipelines/cluster.yaml")
+# params.yaml + the cluster profile (pipelines/cluster.yaml): the spec to submit with the stock kfp
+# CLI (kept in git as well; `make pipeline-compile` writes both)
 CLUSTER_OUTPUT = Path("pipelines/compiled/dagllm-cluster.yaml")
 # Tasks that talk to MLflow (runs, registry): retried, get the credentials, read the model PVC.
 SERVICE_TASKS = ("train", "evaluate", "register")
@@ -117,15 +117,15 @@ def is_pinned(image: str) -> bool:
     return "@sha256:" in image
 
 
-def cached(name: str, image: str, k: KubeflowParams) -> bool:
+def cached(name: str, image: str, k: KubeflowParams, one_image: bool = False) -> bool:
     """Whether the task may be served from KFP's cache.
 
     The code digest in each slice is computed by ``fingerprint`` in the CPU image, and KFP's cache
     key holds the image *reference*: a task in another image (the CUDA image of train, and of
     evaluate on a GPU) is cached only when that image is pinned by digest, or a rebuild under the
-    same tag would be served the old image's results.
+    same tag would be served the old image's results. ``one_image``: :func:`build_pipeline`'s.
     """
-    return name not in NOT_CACHED and (image == k.images.cpu or is_pinned(image))
+    return name not in NOT_CACHED and (one_image or image == k.images.cpu or is_pinned(image))
 
 
 def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams, one_image: bool = False) -> None:
@@ -150,7 +150,7 @@ def apply_cluster_settings(task: dsl.PipelineTask, name: str, k: KubeflowParams,
     res = k.task_resources(name)
     task.set_cpu_request(res.cpu_request).set_cpu_limit(res.cpu_limit)
     task.set_memory_request(res.memory_request).set_memory_limit(res.memory_limit)
-    task.set_caching_options(cached(name, image, k) or (one_image and name not in NOT_CACHED))
+    task.set_caching_options(cached(name, image, k, one_image))
     if wants_gpu:
         task.set_accelerator_type(gpu.accelerator).set_accelerator_limit(gpu.count)
         for key, value in k.node_selector.items():
