@@ -33,7 +33,7 @@ def run(variant: str, df: pd.DataFrame, steps: int, batch: int, seq: int) -> dic
     tok = train_tokenizer(texts_of(df), params.tiny.vocab_size)
     model = build_tiny_model(params, tok)
     model.config.use_cache = False
-    examples = encode_frame(df, tok, seq)
+    examples, _ = encode_frame(df, tok, seq)
     if variant == "packed":
         data, _ = pack_examples(examples, seq, 0)
         collator = PackedCollator(tok.pad_token_id)

@@ -92,7 +92,7 @@ def run(variant: str, shape: str, df, steps: int, warmup: int, rows: int, seq: i
     cuda = torch.cuda.is_available()
     set_seed(0)
     tok = train_tokenizer(texts_of(df), 30000 if shape != "tiny" else 500)
-    examples = encode_frame(df, tok, seq)
+    examples, _ = encode_frame(df, tok, seq)
     packed_rows, stats = pack_examples(examples, seq, 0)
     per_step = max(1, round(rows * len(examples) / len(packed_rows)))  # examples in `rows` packed rows
     if variant == "packed":

@@ -1,14 +1,16 @@
 """Validation loss per category on the held-out instruction split from balancing.
 
 The records go through the training prompt wrapper and the training encoder
-(:func:`dagllm.training.encoding.encode_example`: loss on response tokens only), so the numbers are
-the training objective on unseen records, split by task category.
+(:func:`dagllm.training.encoding.encode_records`: loss on response tokens only, a long input cut and
+the answer kept whole, a record whose answer cannot fit dropped), so the numbers are the training
+objective on unseen records, split by task category. ``records`` counts a category's records,
+``dropped`` those of them left out because their answer + EOS do not fit the model's window.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -28,7 +30,7 @@ def validation_loss(model_dir: Path, records: pd.DataFrame, batch_size: int, dev
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from dagllm.training.encoding import encode_example, pad_collate
+    from dagllm.training.encoding import encode_records, pad_collate
 
     if records.empty:
         return {}
@@ -38,12 +40,15 @@ def validation_loss(model_dir: Path, records: pd.DataFrame, batch_size: int, dev
     collate = pad_collate(tokenizer)
     nll: dict[str, float] = defaultdict(float)
     tokens: dict[str, int] = defaultdict(int)
-    rows = list(records.itertuples(index=False))
+    examples, _ = encode_records(records, tokenizer, max_len)
+    pairs = list(zip(records["category"], examples, strict=True))
+    kept = [(c, ex) for c, ex in pairs if ex is not None]
+    dropped = Counter(c for c, ex in pairs if ex is None)  # the answer + EOS alone exceed max_len
     with progress() as bar, torch.no_grad():
-        task = bar.add_task("validation loss", total=len(rows))
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
-            batch = collate([encode_example(tokenizer, r.instruction, r.input, r.output, max_len) for r in chunk])
+        task = bar.add_task("validation loss", total=len(kept))
+        for start in range(0, len(kept), batch_size):
+            chunk = kept[start:start + batch_size]
+            batch = collate([ex for _, ex in chunk])
             batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
             # token t predicts t+1; positions labelled -100 (prompt, padding) carry no loss
@@ -51,11 +56,13 @@ def validation_loss(model_dir: Path, records: pd.DataFrame, batch_size: int, dev
             losses = torch.nn.functional.cross_entropy(
                 logits[:, :-1].transpose(1, 2).float(), labels, ignore_index=-100, reduction="none")
             counts = (labels != -100).sum(dim=1)
-            for r, loss_sum, n in zip(chunk, losses.sum(dim=1).tolist(), counts.tolist(), strict=True):
-                for key in (r.category, "all"):
+            sums = losses.sum(dim=1).tolist()
+            for (category, _), loss_sum, n in zip(chunk, sums, counts.tolist(), strict=True):
+                for key in (category, "all"):
                     nll[key] += loss_sum
                     tokens[key] += int(n)
             bar.advance(task, len(chunk))
     return {k: {"loss": nll[k] / tokens[k], "perplexity": math.exp(min(nll[k] / tokens[k], 50.0)),
-                "tokens": tokens[k], "records": int((records["category"] == k).sum()) if k != "all" else len(records)}
+                "tokens": tokens[k], "records": int((records["category"] == k).sum()) if k != "all" else len(records),
+                "dropped": dropped[k] if k != "all" else sum(dropped.values())}
             for k in sorted(nll, key=lambda c: (c == "all", c)) if tokens[k]}

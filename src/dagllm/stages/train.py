@@ -3,7 +3,8 @@
 One process by default (:func:`dagllm.training.finetune.fine_tune` here); ``train.num_processes``
 > 1 or ``train.num_nodes`` > 1 starts this node's ranks through torchrun
 (:mod:`dagllm.training.launch`). The model is saved in Hugging Face format to ``model_dir``, the
-MLflow run id to ``run_file`` (evaluate and register log to the same run), the final figures to
+MLflow run id to ``run_file`` (evaluate and register log to the same run), the final figures and
+how the records fitted ``max_seq_len`` per task (``encoding``, see docs/training.md) to
 ``metrics_path`` and the loss curve to ``curve_path``. Several nodes on Kubeflow: the KFP train
 step creates a TrainJob instead (:mod:`dagllm.training.trainjob`).
 """

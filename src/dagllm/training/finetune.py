@@ -19,7 +19,7 @@ import contextlib
 import csv
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +27,7 @@ import pandas as pd
 from dagllm.io import read_parquet, sha256_file, write_json
 from dagllm.params import MlflowParams, TrainParams
 from dagllm.runtime import offline
-from dagllm.training.encoding import encode_frame, texts_of
+from dagllm.training.encoding import EncodingReport, encode_frame, texts_of
 from dagllm.training.packing import PackedCollator, PaddedCollator, pack_examples
 
 
@@ -43,6 +43,7 @@ class TrainSummary:
     packing_efficiency: float = 0.0
     deepspeed: str | None = None
     checkpoints_uploaded: int = 0
+    encoding: dict = field(default_factory=dict)  # EncodingReport.to_dict(): how records fitted max_seq_len
 
     def to_dict(self) -> dict:
         return self.__dict__
@@ -50,8 +51,14 @@ class TrainSummary:
     def lines(self) -> list[str]:
         via = f"DeepSpeed {self.deepspeed}" if self.deepspeed else "transformers"
         resumed = f", resumed at step {self.resumed_from_step}" if self.resumed_from_step else ""
-        return [f"trained {self.parameters:,} parameters for {self.steps} steps ({via}{resumed}): final loss "
-                f"{self.final_loss:.4f} ({self.tokens_per_second:,.0f} real tokens/s); model in {self.model_dir}"]
+        lines = [f"trained {self.parameters:,} parameters for {self.steps} steps ({via}{resumed}): final loss "
+                 f"{self.final_loss:.4f} ({self.tokens_per_second:,.0f} real tokens/s); model in {self.model_dir}"]
+        if self.encoding:
+            e = self.encoding
+            lines.append(f"records at max_seq_len {e['max_seq_len']}: {e['fit']:,} whole, {e['input_truncated']:,} "
+                         f"input cut, {e['instruction_truncated']:,} instruction cut, {e['dropped']:,} dropped "
+                         "(answer + EOS too long); per task in the train metrics")
+        return lines
 
 
 def training_arguments(params: TrainParams, output_dir: Path, device: str = "auto"):
@@ -117,7 +124,10 @@ def fine_tune(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
     data_sha = sha256_file(train_path)
     model, tokenizer = load_model_and_tokenizer(params, texts_of(df))
     model.config.use_cache = False  # a KV cache would hide the packed boundaries from mask creation
-    examples = encode_frame(df, tokenizer, params.max_seq_len)
+    examples, encoding = encode_frame(df, tokenizer, params.max_seq_len)
+    if not examples:
+        raise ValueError(f"{train_path}: every record was dropped: answer + EOS longer than "
+                         f"train.max_seq_len={params.max_seq_len} ({encoding.to_dict()['dropped_reasons']})")
     if params.packing:
         dataset, stats = pack_examples(examples, params.max_seq_len, params.seed)
         collator = PackedCollator(tokenizer.pad_token_id, flatten=params.attn_implementation == "flash_attention_2")
@@ -135,7 +145,7 @@ def fine_tune(params: TrainParams, mlflow_params: MlflowParams, train_path: Path
         args = training_arguments(params, ckpt_dir)
         return _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, efficiency, df, train_path,
                     data_sha, key, ckpt_dir, resume_from, run_id, model_dir, run_file, metrics_path, curve_path,
-                    pipeline_run)
+                    pipeline_run, encoding)
 
 
 def _broadcast_resume(resume_from: Path | None) -> Path | None:
@@ -148,7 +158,8 @@ def _broadcast_resume(resume_from: Path | None) -> Path | None:
 
 
 def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, efficiency, df, train_path, data_sha,
-         key, ckpt_dir, resume_from, run_id, model_dir, run_file, metrics_path, curve_path, pipeline_run):
+         key, ckpt_dir, resume_from, run_id, model_dir, run_file, metrics_path, curve_path, pipeline_run,
+         encoding: EncodingReport):
     import mlflow
     from transformers import Trainer
 
@@ -165,7 +176,7 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
     try:
         callbacks = [CheckpointSeal()]  # every rank, before the uploader
         if main:
-            _log_run_inputs(params, df, train_path, data_sha, pipeline_run, efficiency, resume_from)
+            _log_run_inputs(params, df, train_path, data_sha, pipeline_run, efficiency, resume_from, encoding)
             checkpoints.record_run(ckpt_dir, key, run.info.run_id)
             callbacks.append(MlflowMetrics(run.info.run_id))
             if params.upload_checkpoints:
@@ -192,7 +203,7 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
                             "train_real_tokens": float(tokens)}, step=int(result.global_step))
         summary = TrainSummary(run.info.run_id, int(result.global_step), final_loss, tokens_per_s,
                                _count_parameters(model), str(model_dir), start_step,
-                               round(efficiency, 4), params.deepspeed, len(uploaded))
+                               round(efficiency, 4), params.deepspeed, len(uploaded), encoding.to_dict())
     finally:
         if run is not None:
             mlflow.end_run()
@@ -202,8 +213,8 @@ def _fit(params, mlflow_params, model, tokenizer, dataset, collator, args, effic
 
 
 def _log_run_inputs(params: TrainParams, df: pd.DataFrame, train_path: Path, data_sha: str, pipeline_run: str,
-                    efficiency: float, resume_from: Path | None) -> None:
-    """Tags, params and the training data (digest = its sha256) of the active MLflow run."""
+                    efficiency: float, resume_from: Path | None, encoding: EncodingReport) -> None:
+    """Tags, params, the training data (digest = its sha256) and how its records fitted, on the active run."""
     import mlflow
 
     mlflow.set_tags({"dagllm.stage": "train", "dagllm.pipeline_run": pipeline_run,
@@ -215,6 +226,8 @@ def _log_run_inputs(params: TrainParams, df: pd.DataFrame, train_path: Path, dat
     mlflow.log_params({f"train.tiny.{k}": v for k, v in params.tiny.model_dump().items()})
     mlflow.log_params({"data.sha256": data_sha, "data.records": len(df),
                        "train.packing_efficiency": round(efficiency, 4)})
+    mlflow.log_metrics(encoding.metrics(), step=0)  # encoding.<count> and encoding.<task>.<count>
+    mlflow.log_dict(encoding.to_dict(), "encoding.json")
     dataset = mlflow.data.from_pandas(df, source=str(Path(train_path).resolve()), name="balanced-train",
                                       digest=data_sha[:32])
     mlflow.log_input(dataset, context="training", tags={"sha256": data_sha})
@@ -245,7 +258,7 @@ def _write_outputs(summary: TrainSummary, experiment_id: str, mlflow_params: Mlf
     write_json(metrics_path, {"final_loss": summary.final_loss, "steps": summary.steps,
                               "tokens_per_second": round(summary.tokens_per_second, 1),
                               "resumed_from_step": summary.resumed_from_step,
-                              "packing_efficiency": summary.packing_efficiency})
+                              "packing_efficiency": summary.packing_efficiency, "encoding": summary.encoding})
     curve_path.parent.mkdir(parents=True, exist_ok=True)
     with open(curve_path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
