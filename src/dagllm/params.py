@@ -162,6 +162,17 @@ class DedupParams(_Section):
         return self
 
 
+class LabelBalanceParams(_Section):
+    """Label balance inside each task that carries a label (the records' ``label`` column)."""
+
+    max_share: float | None = Field(
+        None, gt=0, le=1, allow_inf_nan=False, description="cap every label of a task at this share of the "
+        "task's records by seeded down-sampling of the over-represented labels, before the per-task cap "
+        "(null = no cap; below 1/labels the labels are made equal)")
+    skew_warn: float = Field(0.8, gt=0, le=1, allow_inf_nan=False, description="warn about (and list in the "
+                             "balance report) a task whose most common label exceeds this share of the mix")
+
+
 class BalanceParams(_Section):
     seed: int = 42
     per_task_cap: int = Field(5000, ge=1, description="at most this many records per task")
@@ -177,6 +188,7 @@ class BalanceParams(_Section):
     upsample: bool = Field(False, description="repeat records of a task whose share exceeds its size "
                            "(otherwise the share is clipped to what the task has)")
     dedup: DedupParams = DedupParams()
+    labels: LabelBalanceParams = LabelBalanceParams()
 
     @model_validator(mode="after")
     def _weights(self) -> BalanceParams:

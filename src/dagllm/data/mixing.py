@@ -10,10 +10,20 @@
    task has is clipped unless ``upsample`` is set, in which case training records are repeated.
 3. Within each task, records are shuffled with the seed (after sorting by id) and the first
    ``val_fraction`` go to validation (never repeated), the rest to train.
+
+Labels (the records' ``label`` column, set in tasks with ``labels``) are counted per task before
+and after balancing. With ``labels.max_share`` set, before step 2 every label of a task keeps at
+most ``m`` records, ``m`` the largest count with ``m <= max_share * kept`` (``kept`` what the task
+keeps then), chosen per (task, label) by a generator seeded from ``seed`` and the pair, among the
+records sorted by id; the shuffle of step 3 then interleaves the labels so that the per-task cap
+and the validation split keep those shares (within a record). A task whose most common label
+exceeds ``labels.skew_warn`` of the mix is warned about and listed in the summary.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -21,8 +31,14 @@ import numpy as np
 import pandas as pd
 
 from dagllm.data.hashing import char_ngram_hashes, clusters, lsh_pairs, minhash
+from dagllm.data.records import label_counts, top_label
 from dagllm.data.text import normalise
+from dagllm.io import stable_hash
 from dagllm.params import BalanceParams, DedupParams
+
+log = logging.getLogger(__name__)
+SKEW_KEY = "balance.labels.skew_warn"
+CAP_KEY = "balance.labels.max_share"
 
 
 @dataclass
@@ -45,6 +61,8 @@ class BalanceSummary:
     licenses: dict[str, int]
     duplicates: DedupReport
     gate: dict | None = None
+    labels: dict[str, dict] = field(default_factory=dict)
+    label_skew: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "duplicates"}
@@ -57,7 +75,9 @@ class BalanceSummary:
     def lines(self) -> list[str]:
         return [f"balanced {sum(self.before.values())} -> train {sum(self.train.values())}, "
                 f"validation {sum(self.validation.values())} records over {len(self.after)} tasks "
-                f"({self.duplicates.exact} exact and {self.duplicates.near} near duplicates removed)"]
+                f"({self.duplicates.exact} exact and {self.duplicates.near} near duplicates removed)"
+                + (f"; label skew above {SKEW_KEY} in {len(self.label_skew)} task(s) (warned above)"
+                   if self.label_skew else "")]
 
 
 def _text(df: pd.DataFrame) -> list[str]:
@@ -107,9 +127,86 @@ def task_targets(sizes: dict[str, int], categories: dict[str, str], params: Bala
     return {t: int(round(total * w / norm)) for t, w in weights.items()}
 
 
+def label_quota(counts: dict[str, int], max_share: float) -> int:
+    """The most records one label may keep: the largest ``m`` with ``m <= max_share * sum(min(c, m))``.
+
+    Where no ``m >= 1`` fits (``max_share`` below 1 / number of labels), every label keeps as many
+    as the rarest has, which is as even as the task can be.
+    """
+    sizes = np.array(sorted(counts.values()), dtype=np.int64)
+    m = int(sizes[-1])
+    while m >= 1:  # the kept total only falls with m: step down to the largest m that fits
+        fit = math.floor(max_share * np.minimum(sizes, m).sum() + 1e-9)
+        if fit >= m:
+            return m
+        m = fit
+    return int(sizes[0])
+
+
+def _label_rng(seed: int, task: str, label: str) -> np.random.Generator:
+    return np.random.default_rng([seed, int(stable_hash(task, label), 16)])
+
+
+def cap_labels(df: pd.DataFrame, max_share: float, seed: int) -> pd.DataFrame:
+    """Down-sample the over-represented labels of each task to ``max_share`` (see the module doc).
+
+    The records a label keeps depend only on ``seed``, the task, the label and the record ids.
+    """
+    if "label" not in df or not len(df):
+        return df
+    drop: list[np.ndarray] = []
+    for task, counts in label_counts(df).items():
+        if len(counts) < 2:
+            continue  # one label: nothing to balance against
+        quota = label_quota(counts, max_share)
+        for label, n in counts.items():
+            if n > quota:
+                rows = df[(df["task"] == task) & (df["label"] == label)].sort_values("id", kind="stable")
+                order = _label_rng(seed, task, label).permutation(n)
+                drop.append(rows["id"].to_numpy()[order[quota:]])
+    if not drop:
+        return df
+    return df[~df["id"].isin(np.concatenate(drop))].reset_index(drop=True)
+
+
+def _interleave_labels(group: pd.DataFrame) -> pd.DataFrame:
+    """Reorder a shuffled task so that every prefix holds its labels in their shares (stable)."""
+    label = group["label"].fillna("\0")
+    rank = group.groupby(label, sort=False).cumcount().to_numpy()
+    size = label.map(label.value_counts()).to_numpy()
+    return group.iloc[np.argsort((rank + 0.5) / size, kind="stable")]
+
+
+def label_summary(before: pd.DataFrame, after: pd.DataFrame, skew_warn: float) -> tuple[dict[str, dict], list[dict]]:
+    """Per task with labels: counts before/after and the top label's share; and the skewed tasks.
+
+    A task is skewed when its most common label in ``after`` (the mix) exceeds ``skew_warn``.
+    """
+    was, now = label_counts(before), label_counts(after)
+    out: dict[str, dict] = {}
+    skewed: list[dict] = []
+    for task in sorted(set(was) | set(now)):
+        entry: dict = {"before": was.get(task, {}), "after": now.get(task, {})}
+        for point in ("before", "after"):
+            if entry[point]:
+                label, share = top_label(entry[point])
+                entry[f"top_{point}"] = {"label": label, "share": round(share, 4)}
+                if point == "after" and share > skew_warn:
+                    skewed.append({"task": task, "label": label, "share": round(share, 4), "skew_warn": skew_warn})
+        out[task] = entry
+    return out, skewed
+
+
+def skew_message(w: dict) -> str:
+    """One console line about a skewed task, naming the keys to set."""
+    return (f"warning: {w['task']}: label {w['label']!r} is {w['share']:.1%} of the task's records "
+            f"(above {SKEW_KEY} {w['skew_warn']}); set {CAP_KEY} to cap it")
+
+
 def balance_frame(df: pd.DataFrame, params: BalanceParams) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Mix and split ``df`` (already deduplicated), seeded; independent of the input row order."""
     rng = np.random.default_rng(params.seed)
+    interleave = params.labels.max_share is not None and "label" in df
     sizes = df.groupby("task").size().to_dict()
     categories = (df.groupby("task")["category"].first().to_dict() if "category" in df
                   else dict.fromkeys(sizes, ""))
@@ -118,6 +215,8 @@ def balance_frame(df: pd.DataFrame, params: BalanceParams) -> tuple[pd.DataFrame
     for task, group in sorted(df.groupby("task"), key=lambda kv: kv[0]):
         group = group.sort_values("id", kind="stable")
         group = group.iloc[rng.permutation(len(group))]
+        if interleave and group["label"].notna().any():
+            group = _interleave_labels(group)
         target = targets[task]
         chosen = group.head(target)
         n_val = max(int(round(len(chosen) * params.val_fraction)), 1) if len(chosen) >= 2 else 0
@@ -139,14 +238,25 @@ def counts_of(df: pd.DataFrame, column: str) -> dict[str, int]:
 
 
 def balance_records(df: pd.DataFrame, params: BalanceParams) -> tuple[pd.DataFrame, pd.DataFrame, BalanceSummary]:
-    """Dedup, mix and split; the summary carries before/after counts and the licence mix."""
+    """Dedup, cap labels, mix and split; the summary carries before/after counts of tasks and
+    labels, the skewed tasks and the licence mix."""
     deduped, dups = dedup_frame(df, params.dedup, params.seed)
+    if params.labels.max_share is not None:
+        deduped = cap_labels(deduped, params.labels.max_share, params.seed)
     train, val = balance_frame(deduped, params)
     both = pd.concat([train, val])
     cats = {"before": counts_of(df, "category"), "after": counts_of(both, "category")} if len(df) else {}
     policy = params.model_dump(mode="json")
     summary = BalanceSummary(policy, counts_of(df, "task"), counts_of(both, "task"), counts_of(train, "task"),
                              counts_of(val, "task"), cats, counts_of(both, "license"), dups)
+    set_labels(summary, df, both, params.labels.skew_warn)
     return train, val, summary
+
+
+def set_labels(summary: BalanceSummary, before: pd.DataFrame, after: pd.DataFrame, skew_warn: float) -> None:
+    """Fill the summary's label counts and skewed tasks; log a warning per skewed task."""
+    summary.labels, summary.label_skew = label_summary(before, after, skew_warn)
+    for w in summary.label_skew:
+        log.warning(skew_message(w))
 
 

@@ -1,15 +1,20 @@
 """Canonical rows -> instruction records: one task's rows through its Korean templates.
 
 A record (``RECORD_COLUMNS``) is an instruction, an optional input and an output, with the task,
-category, template, source, split and licence of the row it came from. The exports are the two
-formats people load elsewhere: ``alpaca.jsonl`` (``instruction``/``input``/``output``) and
-``chat.jsonl`` (``messages``). The templates themselves render in :mod:`dagllm.data.templating`.
+category, template, source, split and licence of the row it came from, and its ``label``: the
+Korean verbalisation of the row's label (``answer``, e.g. 긍정) in a task with ``labels`` (a
+classification task, or an open-ended one conditioned on the label such as a review of a given
+polarity), null in a task without a label set; balance counts and caps labels per task with it.
+The exports are the two formats people load elsewhere: ``alpaca.jsonl``
+(``instruction``/``input``/``output``) and ``chat.jsonl`` (``messages``), both with the metadata
+(``META_COLUMNS``). The templates themselves render in :mod:`dagllm.data.templating`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +28,31 @@ from dagllm.params import RenderParams
 
 RECORD_COLUMNS = [
     "id", "record_id", "task", "category", "template_id", "template_kind",
-    "instruction", "input", "output", "choices", "source", "split", "license",
+    "instruction", "input", "output", "choices", "label", "source", "split", "license",
 ]
-META_COLUMNS = ["id", "record_id", "task", "category", "template_id", "source", "split", "license"]
+META_COLUMNS = ["id", "record_id", "task", "category", "template_id", "label", "source", "split", "license"]
 ALPACA_FILE = "alpaca.jsonl"
 CHAT_FILE = "chat.jsonl"
+
+
+def record_label(task: Task, variables: dict) -> str | None:
+    """The label a record carries: the verbalised ``answer`` of a task with ``labels``, else None."""
+    return variables.get("answer") if task.labels else None
+
+
+def label_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Records per label of each task with labelled records (tasks without a label are left out)."""
+    if "label" not in df or not len(df):
+        return {}
+    labelled = df[df["label"].notna()]
+    return {t: dict(sorted(Counter(g["label"]).items()))
+            for t, g in sorted(labelled.groupby("task"), key=lambda kv: kv[0])}
+
+
+def top_label(counts: dict[str, int]) -> tuple[str, float]:
+    """The most common label (ties: the first in sort order) and its share of ``counts``."""
+    label = min(counts, key=lambda k: (-counts[k], k))
+    return label, counts[label] / sum(counts.values())
 
 
 @dataclass
@@ -72,8 +97,8 @@ def render_task(task: Task, rows: list[tuple], params: RenderParams) -> tuple[li
             records.append({
                 "id": stable_hash(rid, task.id, tpl.id), "record_id": rid, "task": task.id,
                 "category": task.category, "template_id": tpl.id, "template_kind": tpl.kind, **parts,
-                "choices": json.dumps(choices, ensure_ascii=False), "source": source, "split": split,
-                "license": license_,
+                "choices": json.dumps(choices, ensure_ascii=False), "label": record_label(task, variables),
+                "source": source, "split": split, "license": license_,
             })
     count.records = len(records)
     return records, count
