@@ -540,18 +540,39 @@ def catalog_lint(
                                         "mirror layout")] = "auto",
     rows: Annotated[int, typer.Option(help="real rows read per source file (0 = every row)")] = 200,
     task: Annotated[list[str] | None, typer.Option(help="lint only this task (repeatable)")] = None,
+    jobs: Annotated[int, typer.Option(help="worker processes, one task each at a time (0 = one per CPU; "
+                                      "1 = in this process); the result does not depend on it")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for scripts")] = False,
 ) -> None:
-    """The Korean lint: render every template on its sample and on real rows, check that each particle
-    after a value agrees with the value's last character (`{이/가}` markers) and that every output gives
-    the answer format its instruction names. Prints a per-task table; exits 1 when a task fails."""
+    """The Korean lint: render every template on its sample and on real rows and check form and meaning.
+
+    Rules, by the ids the table and --json report (docs/tasks.md, "The Korean lint"):
+    particles: a particle after a value disagrees with it;
+    literal: a particle written literally after a value, not as a {이/가} marker;
+    format: the output lacks the format the instruction names (quoted options, 예/아니요, 보기:, N번,
+    그대로 쓰세요, a reason, a sentence);
+    repeat: the output (spaces, punctuation, quotes ignored) is the input or a value of 2+ characters
+    shown in the prompt, and not one of the answer choices;
+    giveaway: a short answer begins the input or a value, then a particle, a space or punctuation;
+    form: 한/두세/... 문장으로 and another number of sentences; 숫자로/몇 점/점수를 and no digit;
+    labels_stated: a closed-label template's own words do not state every answer it may give
+    (예/아니요 exempt in a yes/no question);
+    doubled_quotes: a template quote against a same-kind quote at a value's edge;
+    identical_pair: two prompt variables with one text of 5+ characters;
+    connective: a sentence with 왜냐하면 that does not end in 때문이다.
+
+    A task none of whose source files is in the mirror reads the bundled sample files instead.
+    Prints per task the counts per rule and per template, with examples; exits 1 when any rule
+    finds anything.
+    """
     from dagllm.data.lint import lint_catalog, table, to_json
-    from dagllm.paths import resolve_mirror
+    from dagllm.paths import SAMPLES_DIR, resolve_mirror
 
     where = None if mirror == "none" else resolve_mirror(mirror)
     try:
         with console.status(f"linting {len(task) if task else 'every'} task(s) on {where or 'samples only'}"):
-            results = lint_catalog(default_catalog(), where, rows or None, task)
+            results = lint_catalog(default_catalog(), where, rows or None, task, jobs=jobs or None,
+                                   fallback=None if where is None else SAMPLES_DIR)
     except (CatalogError, ValueError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -73,12 +73,17 @@ def test_rendered_record_agrees_with_the_word(word, particle):
     assert out["instruction"].startswith(f'두 문장에서 "{word}"{particle} 같은 뜻으로')
 
 
-@pytest.mark.parametrize(("question", "text"), [("결과", '"그래서"로 이어'), ("원인", '"왜냐하면"으로 이어')])
+@pytest.mark.parametrize(("question", "text"), [("결과", '"그래서"로 이어'), ("원인", '"그래서"로 이어')])
 def test_copa_connective_particle(question, text):
     task = _task("kobest_copa_causal")
     tpl = next(t for t in task.templates if t.id == "copa_inst_connect")
     fields = {**task.sample.fields, "question": question}
-    assert render_template(task, tpl, fields, "1", "r1")["instruction"].startswith(text)
+    out = render_template(task, tpl, fields, "1", "r1")
+    assert out["instruction"].startswith(text)
+    # 원인: the cause comes first ("A. 그래서 B."), never "B. 왜냐하면 A." (which needs 때문이다)
+    alt, premise = fields["alternative_1"].rstrip("."), fields["premise"]
+    expected = f"{alt}. 그래서 {premise}" if question == "원인" else f"{premise.rstrip('.')}. 그래서 {alt}."
+    assert out["output"] == expected and "왜냐하면" not in out["output"]
 
 
 def test_a_value_holding_the_sentinels_is_a_clear_error():

@@ -1,4 +1,5 @@
-"""The Korean lint over the whole catalog (samples and real rows), and what it catches."""
+"""The Korean lint over the whole catalog (samples and every real row), and what its form rules catch
+(the meaning rules: tests/unit/test_meaning_lint.py)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from dagllm.data.catalog import Template, load_catalog
-from dagllm.data.lint import format_findings, lint_catalog, lint_task, table
+from dagllm.data.lint import RULES, format_findings, lint_catalog, lint_task, table
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "src" / "dagllm" / "data" / "catalog" / "samples"
 # the real public files, as test_catalog finds them (a worktree sits one level deeper than main)
 SHARED = next((p for p in (REPO.parent.parent / "shared" / "data", REPO.parent / "shared" / "data") if p.is_dir()),
               None)
-ROWS_PER_FILE = 150  # bounded: the gate's rendered point checks every record of a real run
+ROWS_PER_FILE = None  # every real row: the lint's meaning rules are about the rows a template meets
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +24,15 @@ def catalog():
 
 
 def test_every_template_passes_on_its_sample_and_real_rows(catalog):
-    results = lint_catalog(catalog, SHARED or SAMPLES, ROWS_PER_FILE)
+    """Every rule (particles, formats and meaning: dagllm.data.lint.RULES) finds nothing in any task,
+    over every real row of the mirror and the bundled sample files of the tasks it does not feed
+    (one worker process per CPU)."""
+    results = lint_catalog(catalog, SHARED or SAMPLES, ROWS_PER_FILE, fallback=SAMPLES)
     bad = [r for r in results if not r.ok]
     assert not bad, table(bad)
+    assert all(set(r.findings) == set(RULES) for r in results)
+    # a task the mirror does not feed reads the bundled sample files
+    assert all(r.read_from for r in results)
     assert {r.task for r in results} == set(catalog.tasks)
     assert all(r.rows >= 1 and r.records >= len(catalog.task(r.task).templates) for r in results)
     # real rows were read through the readers, and particles after values were really checked

@@ -14,7 +14,8 @@ Expectations come in two kinds:
   reasons into ``<quarantine_dir>/<point>.jsonl`` and the run goes on with the rest;
 - table-level (schema, types, unique ids, row and per-task counts, duplicate rate, and at the
   rendered point the sum of particle disagreements, ``_q_particle_errors``, at most
-  ``max_particle_errors``): no row to blame.
+  ``max_particle_errors``, and the lint findings per record, ``_q_lint_errors``: the meaning rules
+  of :mod:`dagllm.data.lint`, none allowed): no row to blame.
 
 A point fails when any expectation fails or when the quarantined share exceeds
 ``max_bad_fraction``; :class:`ValidationFailed` is raised *after* the Data Docs and summary are
@@ -34,7 +35,7 @@ import pandas as pd
 from dagllm.data.canonical import CANONICAL_COLUMNS
 from dagllm.data.catalog import Catalog
 from dagllm.data.lint import ParticleCount, count_particle_errors
-from dagllm.data.records import RECORD_COLUMNS
+from dagllm.data.records import RECORD_COLUMNS, label_counts, top_label
 from dagllm.data.text import hangul_ratios, token_counts
 from dagllm.io import write_json, write_parquet
 from dagllm.params import RenderParams, ValidateParams
@@ -164,7 +165,7 @@ def _records_suite(gx, params: ValidateParams, tasks: list[str], label_keys: lis
     if label_keys is not None:
         extra.append("_q_task_label")
     if particles:
-        extra.append("_q_particle_errors")
+        extra += ["_q_particle_errors", "_q_lint_errors"]
     table = [
         E.ExpectTableColumnsToMatchSet(column_set=[*RECORD_COLUMNS, *extra], exact_match=True),
         E.ExpectTableRowCountToBeBetween(min_value=params.min_records_per_task * len(tasks)),
@@ -177,6 +178,8 @@ def _records_suite(gx, params: ValidateParams, tasks: list[str], label_keys: lis
     if particles:  # particles that disagree with the value before them, over all records
         table.append(E.ExpectColumnSumToBeBetween(column="_q_particle_errors", min_value=0,
                                                   max_value=params.max_particle_errors))
+        # lint rules a record breaks (repeat, giveaway, form, ...): table-level, no record may break one
+        table.append(E.ExpectColumnValuesToBeBetween(column="_q_lint_errors", min_value=0, max_value=0))
     rows = [row(E.ExpectColumnValuesToNotBeNull, column=c) for c in ("instruction", "output", "license")]
     rows += [
         row(E.ExpectColumnValueLengthsToBeBetween, column="instruction", min_value=params.min_instruction_chars,
@@ -332,9 +335,9 @@ def _plain(v):
 
 def particle_errors(records: pd.DataFrame, canonical: pd.DataFrame, catalog: Catalog,
                     seed: int | None) -> ParticleCount:
-    """Per record, the particles that disagree with the value before them (:mod:`dagllm.data.lint`): each
-    record is rendered again from its canonical row, values marked, and its particles read.
-    Records the re-render does not reproduce are counted as ``unverified``."""
+    """Per record, the particles that disagree with the value before them and the lint rules it breaks
+    (:mod:`dagllm.data.lint`): each record is rendered again from its canonical row, values marked,
+    and read. Records the re-render does not reproduce are counted as ``unverified``."""
     seed = RenderParams.model_fields["seed"].default if seed is None else seed
     texts = zip(records["instruction"].tolist(), records["input"].tolist(), records["output"].tolist(), strict=True)
     recs = zip(records["task"].tolist(), records["template_id"].tolist(), records["record_id"].tolist(), texts,
@@ -349,7 +352,8 @@ def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: Val
     """The ``ingested`` and ``rendered`` points; returns the summary and the rendered rows kept.
 
     ``render_seed`` (``render.seed``; its default when None) lets the gate render each record again
-    to count particle disagreements (``validate.max_particle_errors``).
+    to count particle disagreements (``validate.max_particle_errors``) and lint findings (none
+    allowed; ``particles.json`` key ``lint``: counts per rule, task and template).
 
     Rendered records of a quarantined canonical row are quarantined too (reason
     ``canonical_row_quarantined``), so a bad source row never reaches training. When the gate
@@ -368,9 +372,11 @@ def validate_points(canonical: pd.DataFrame, rendered: pd.DataFrame, params: Val
     rdf, rkeys = prepare_records(rendered[~orphan.to_numpy()], params, labels, allowed_task_labels(catalog, tasks))
     particles = particle_errors(rdf, canonical, catalog, render_seed)
     rdf["_q_particle_errors"] = np.asarray(particles.errors, dtype=np.int64)
+    rdf["_q_lint_errors"] = np.asarray(particles.lint, dtype=np.int64)
     write_json(Path(out_dir) / "particles.json", {
         "records": len(rdf), "errors": int(sum(particles.errors)), "per_task": particles.per_task,
-        "rendered_again": particles.rendered, "by_markers": particles.by_markers, "unverified": particles.unverified})
+        "rendered_again": particles.rendered, "by_markers": particles.by_markers, "unverified": particles.unverified,
+        "lint": particles.lint_report()})
     t, r = _records_suite(gate.gx, params, tasks, rkeys, params.max_records_per_task, particles=True)
     rendered_summary, kept = gate.run("rendered", rdf, t, r, params, quarantine_dir, pre)
     summary = GateSummary([ingested, rendered_summary])
@@ -386,10 +392,30 @@ def validate_balanced(records: pd.DataFrame, params: ValidateParams, tasks: list
     gate = Gate(out_dir)
     df, _ = prepare_records(records, params)
     t, r = _records_suite(gate.gx, params, tasks, None, max_per_task)
-    s, kept = gate.run("balanced", df, t, r, params, quarantine_dir)
+    s, kept = gate.run("balanced", df, [*t, *label_mix_expectations(gate.gx, records)], r, params, quarantine_dir)
     summary = GateSummary([s])
     write_json(Path(out_dir) / "summary.json", summary.to_dict())
     return summary, kept
+
+
+def label_mix_expectations(gx, records: pd.DataFrame) -> list:
+    """Balanced point: per task with labels, its labels in the mix, with their counts and the top
+    label's share in the notes, so Data Docs shows the label distribution of every task.
+
+    The value set is what the mix holds: the expectations report, they never fail the gate (the
+    skew warning is the balance stage's, ``balance.labels.skew_warn``).
+    """
+    E = gx.expectations
+    out = []
+    for task, counts in label_counts(records).items():
+        label, share = top_label(counts)
+        total = sum(counts.values())
+        notes = [f"Labels of {task} in the mix ({total} distinct records); most common {label} at {share:.1%}.",
+                 *(f"{lab}: {n} records ({n / total:.1%})" for lab, n in counts.items())]
+        out.append(E.ExpectColumnDistinctValuesToBeInSet(
+            column="label", value_set=sorted(counts), row_condition=f"task=={task!r}", condition_parser="pandas",
+            notes=notes, meta={"task": task, "label_counts": counts, "top_label": label, "top_share": round(share, 4)}))
+    return out
 
 
 def balanced_gate(params: ValidateParams, tasks: list[str], max_per_task: int | None, out_dir: Path,

@@ -5,7 +5,7 @@ Dataset text is only ever passed as template *variables*, never compiled, so a r
 seed, the task and the record id, so every machine and every run picks the same template.
 
 A task's declarative options are applied here, in this order: ``label_field`` (the label comes
-from a field), row-level ``derive`` steps (``first_paragraph``, ``first_sentence``), ``where``
+from a field), row-level ``derive`` steps (``first_paragraph``, ``first_sentence``, ``answer_unit``), ``where``
 conditions, then ``labels``/``label_default`` verbalise the label as ``answer``. The one
 derivation that needs every row of a task, ``group_pairs``, is :func:`pair_within_groups`.
 """
@@ -21,7 +21,8 @@ from jinja2 import StrictUndefined, TemplateError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dagllm.data import korean
-from dagllm.data.catalog import Condition, FirstParagraph, FirstSentence, GroupPairs, Task, Template
+from dagllm.data.catalog import AnswerUnit, Condition, FirstParagraph, FirstSentence, GroupPairs, Task, Template
+from dagllm.data.text import skeleton
 
 
 class RenderError(ValueError):
@@ -41,8 +42,10 @@ def _mark_value(value) -> str:
 def environment() -> ImmutableSandboxedEnvironment:
     # autoescape off: the output is training text, not HTML. `finalize` marks where each value
     # ends, so particle markers ({이/가}) are resolved against the value, never inside it.
-    return ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
-                                         finalize=_mark_value)
+    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=False,
+                                        finalize=_mark_value)
+    env.filters["unquote"] = unquote
+    return env
 
 
 @lru_cache(maxsize=8192)
@@ -116,12 +119,72 @@ def first_sentence(text: str) -> str:
     return next((s.strip() for s in _SENTENCE_END.split(text.strip()) if s.strip()), "")
 
 
-def _passes(cond: Condition, value: str | None) -> bool:
+# Units a Korean word problem writes after a number, longest first so 킬로미터 wins over 미터.
+UNITS = tuple(sorted((
+    "원 달러 센트 유로 엔 위안 파운드 개 명 마리 권 쪽 페이지 장 살 세 시간 분 초 일 주 주일 개월 달 년 "
+    "킬로미터 km 미터 m 센티미터 cm 밀리미터 mm 마일 피트 야드 인치 킬로그램 kg 그램 g 톤 온스 "
+    "리터 L 밀리리터 mL ml 갤런 쿼트 컵 퍼센트 % 점 번 회 대 병 잔 송이 그루 켤레 벌 자루 조각 상자 "
+    "봉지 가지 층 배 줄 통 팩 판 묶음 포기 그릇 접시 알 곡 편 채 척 인분 칸 바퀴 걸음"
+).split(), key=len, reverse=True))
+_CALC = re.compile(r"<<[^<>]*>>")
+# what may follow a unit in the same word: a particle, the copula, or punctuation
+_AFTER_UNIT = re.compile(r"$|[.,!?)\]」』\"']|(?:입니다|이다|이며|이고|이므로|이니|이에요|예요|이야|이었|였|"
+                         r"을|를|이|가|은|는|의|에|에서|으로|로|과|와|도|만|씩|짜리|이나|나|부터|까지|보다|마다|당|이라|라)")
+
+
+def answer_unit(solution: str, number: str) -> str:
+    """The unit ``solution`` writes right after its last mention of ``number`` (``2,400원입니다`` -> ``원``),
+    ``달러`` for ``$number``; empty when it writes the number bare or with a word not in :data:`UNITS`.
+
+    The unit is read from the solution, never guessed; ``N분의 M`` is a fraction, not minutes.
+    """
+    number = number.strip()
+    if not number:
+        return ""
+    text = _CALC.sub("", solution)
+    pattern = re.compile(r"(\$\s*)?(?<![\d.,])" + _with_commas(number) + r"(?!\d|[.,]\d)\s?(\S*)")
+    matches = list(pattern.finditer(text))
+    if not matches:
+        return ""
+    dollar, after = matches[-1].groups()
+    if dollar:
+        return "달러"
+    for unit in UNITS:
+        rest = after[len(unit):]
+        if after.startswith(unit) and _AFTER_UNIT.match(rest) and not (unit == "분" and rest.startswith("의")):
+            return unit
+    return ""
+
+
+def _with_commas(number: str) -> str:
+    """A pattern for ``number`` written with or without thousands separators (``2400`` / ``2,400``)."""
+    head, dot, tail = number.partition(".")
+    if not head.isdigit():
+        return re.escape(number)
+    groups: list[str] = []
+    while len(head) > 3:
+        head, groups = head[:-3], [head[-3:], *groups]
+    return ",?".join([head, *groups]) + (r"\." + re.escape(tail) if dot else "")
+
+
+def _letters(value: str | None) -> str:
+    return skeleton(value or "")
+
+
+def _passes(cond: Condition, value: str | None, variables: dict) -> bool:
     if cond.nonempty and not (value or "").strip():
         return False
     if cond.in_ is not None and value not in cond.in_:
         return False
-    return not (cond.not_in is not None and value in cond.not_in)
+    if cond.not_in is not None and value in cond.not_in:
+        return False
+    if cond.matches is not None and not re.search(cond.matches, value or ""):
+        return False
+    if cond.not_matches is not None and re.search(cond.not_matches, value or ""):
+        return False
+    if cond.differs_from is not None and _letters(value) == _letters(variables.get(cond.differs_from)):
+        return False
+    return cond.not_within is None or _letters(value) not in _letters(variables.get(cond.not_within))
 
 
 def _describe(cond: Condition) -> str:
@@ -132,7 +195,27 @@ def _describe(cond: Condition) -> str:
         tests.append(f"in {cond.in_}")
     if cond.not_in is not None:
         tests.append(f"not in {cond.not_in}")
+    if cond.matches is not None:
+        tests.append(f"matches {cond.matches!r}")
+    if cond.not_matches is not None:
+        tests.append(f"not matches {cond.not_matches!r}")
+    if cond.differs_from is not None:
+        tests.append(f"differs from {cond.differs_from}")
+    if cond.not_within is not None:
+        tests.append(f"not within {cond.not_within}")
     return f"where {cond.field} {' and '.join(tests)}"
+
+
+_QUOTE_PAIRS = {'"': '"', "'": "'", "“": "”", "‘": "’", "「": "」", "『": "』"}
+
+
+def unquote(value) -> str:
+    """``value`` without one pair of quotes around the whole of it (``"좋네요"`` -> ``좋네요``), so a
+    template that quotes a value (``"{{ text | unquote }}"``) never doubles the quotes a row already has."""
+    text = str(value).strip()
+    if len(text) >= 2 and _QUOTE_PAIRS.get(text[0]) == text[-1] and text[0] not in text[1:-1]:
+        return text[1:-1].strip()
+    return text
 
 
 def prepare(task: Task, fields: dict[str, str], label: str | None, record_id: str) -> dict | str:
@@ -161,8 +244,10 @@ def prepare(task: Task, fields: dict[str, str], label: str | None, record_id: st
             variables[d.as_] = first_paragraph(source, d.max_chars)
         elif isinstance(d, FirstSentence):
             variables[d.as_] = first_sentence(source)
+        elif isinstance(d, AnswerUnit):
+            variables[d.as_] = answer_unit(source, variables.get(d.number) or "")
     for cond in task.where:
-        if not _passes(cond, variables.get(cond.field)):
+        if not _passes(cond, variables.get(cond.field), variables):
             return _describe(cond)
     if task.labels or "answer" not in fields:
         # a source field named `answer` (math_korean's final answer) is kept for open-ended tasks

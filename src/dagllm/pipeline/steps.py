@@ -114,7 +114,8 @@ def balance(params_json: str, records_dir: Path, train_dir: Path, val_dir: Path,
         if (train_dir / "gate" / "docs").is_dir():
             copy_page(train_dir / "gate" / "docs", "balanced", html_path)
     log_metrics(metrics, {"train": sum(s.train.values()), "validation": sum(s.validation.values()),
-                   "duplicates_removed": s.duplicates.exact + s.duplicates.near})
+                   "duplicates_removed": s.duplicates.exact + s.duplicates.near,
+                   "label_skewed_tasks": len(s.label_skew)})
 
 
 def train_params_for_task(params) -> TrainParams:
@@ -142,7 +143,10 @@ def train(params_json: str, train_dir: Path, model_dir: Path, metrics: MetricsSi
         s = run_train(tp, p.mlflow, train_dir / "records.parquet", model_files_for(p, model_dir),
                       model_dir / "train_run.json", model_dir / "train_metrics.json", model_dir / "train_loss.csv",
                       pipeline_run="kfp")
-    log_metrics(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second})
+    fitted = {f"encoding.{k}": v for k, v in s.encoding.items()  # how records fitted max_seq_len
+              if k in ("input_truncated", "instruction_truncated", "dropped")}
+    log_metrics(metrics, {"final_loss": s.final_loss, "steps": s.steps, "tokens_per_second": s.tokens_per_second,
+                          **fitted})
 
 
 def evaluate(params_json: str, canonical_dir: Path, model_dir: Path, val_dir: Path, report_dir: Path,

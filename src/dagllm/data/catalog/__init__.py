@@ -8,12 +8,13 @@ finds in each file.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CATALOG_DIR = Path(__file__).parent
 
@@ -85,8 +86,24 @@ class Condition(_Strict):
     in_: list[str] | None = Field(None, alias="in")
     not_in: list[str] | None = None
     nonempty: bool = False
+    matches: str | None = Field(None, description="a Python regular expression found in the value (re.search)")
+    not_matches: str | None = Field(None, description="a Python regular expression not found in the value")
+    differs_from: str | None = Field(None, description="another field whose value must differ in its letters and "
+                                     "digits (spacing, punctuation and case ignored)")
+    not_within: str | None = Field(None, description="another field whose letters and digits must not contain "
+                                   "this value's (a shortened copy of the other text)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("matches", "not_matches")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a valid regular expression: {exc}") from exc
+        return value
 
 
 class GroupPairs(_Strict):
@@ -125,7 +142,19 @@ class FirstSentence(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-Derivation = Annotated[GroupPairs | FirstParagraph | FirstSentence, Field(discriminator="kind")]
+class AnswerUnit(_Strict):
+    """The unit a worked solution writes right after its final answer (GSM8K: ``… = 2400원입니다.``
+    with answer ``2400`` gives ``원``; ``$18`` gives ``달러``); empty when the solution names none."""
+
+    kind: Literal["answer_unit"]
+    field: str = Field(description="the worked solution")
+    number: str = Field(description="the field holding the bare final answer")
+    as_: str = Field(alias="as", pattern=r"^[a-z0-9_]+$")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Derivation = Annotated[GroupPairs | FirstParagraph | FirstSentence | AnswerUnit, Field(discriminator="kind")]
 
 
 class Sample(_Strict):
@@ -180,7 +209,10 @@ class Task(_Strict):
         if dupes:
             raise ValueError(f"template ids repeated: {', '.join(dupes)}")
         known = set(self.fields) | {"label"} | {d.as_ for d in self.derive}
-        for name in [c.field for c in self.where] + [d.field for d in self.derive] + [self.label_field]:
+        for name in ([c.field for c in self.where] + [c.differs_from for c in self.where]
+                     + [c.not_within for c in self.where]
+                     + [d.field for d in self.derive] + [self.label_field]
+                     + [d.number for d in self.derive if isinstance(d, AnswerUnit)]):
             if name is not None and name not in known:
                 raise ValueError(f"{name!r} is not one of the task's fields ({', '.join(sorted(known))})")
         for d in self.derive:

@@ -60,10 +60,24 @@ def read_kobest_boolq(path: Path) -> Iterator[Row | Reject]:
             yield Row(line, rec["ID"], {"passage": rec["Text"], "question": rec["Question"]}, label)
 
 
+def _csv_unquote(text: str) -> str:
+    """A field the file wrote CSV-style (``"... ""교정"" ..."``: wrapped in quotes, inner quotes
+    doubled) as its text (``... "교정" ...``); any other field as it is."""
+    if len(text) >= 2 and text[0] == text[-1] == '"' and '"' not in text[1:-1].replace('""', ""):
+        return text[1:-1].replace('""', '"')
+    return text
+
+
 @reader("kobest_hellaswag")
 def read_kobest_hellaswag(path: Path) -> Iterator[Row | Reject]:
-    """HellaSwag: ``context, choice1..choice4, label`` (LF, no ID: ids come from the content)."""
+    """HellaSwag: ``context, choice1..choice4, label`` (LF, no ID: ids come from the content).
+
+    A few fields are CSV-quoted although the file is read without quoting (``"…""v"" 모양…"``):
+    they are unquoted, so the text reads ``…"v" 모양…``.
+    """
     for line, rec in _rows(path, ["context", "choice1", "choice2", "choice3", "choice4", "label"]):
+        if not isinstance(rec, Reject):
+            rec = {k: _csv_unquote(v) for k, v in rec.items()}
         if isinstance(rec, Reject):
             yield rec
         elif rec["label"] not in ("0", "1", "2", "3"):
