@@ -187,22 +187,13 @@ def _passes(cond: Condition, value: str | None, variables: dict) -> bool:
     return cond.not_within is None or _letters(value) not in _letters(variables.get(cond.not_within))
 
 
+_TESTS = (("in_", "in {}"), ("not_in", "not in {}"), ("matches", "matches {!r}"),
+          ("not_matches", "not matches {!r}"), ("differs_from", "differs from {}"), ("not_within", "not within {}"))
+
+
 def _describe(cond: Condition) -> str:
-    tests = []
-    if cond.nonempty:
-        tests.append("nonempty")
-    if cond.in_ is not None:
-        tests.append(f"in {cond.in_}")
-    if cond.not_in is not None:
-        tests.append(f"not in {cond.not_in}")
-    if cond.matches is not None:
-        tests.append(f"matches {cond.matches!r}")
-    if cond.not_matches is not None:
-        tests.append(f"not matches {cond.not_matches!r}")
-    if cond.differs_from is not None:
-        tests.append(f"differs from {cond.differs_from}")
-    if cond.not_within is not None:
-        tests.append(f"not within {cond.not_within}")
+    tests = ["nonempty"] if cond.nonempty else []
+    tests += [fmt.format(getattr(cond, name)) for name, fmt in _TESTS if getattr(cond, name) is not None]
     return f"where {cond.field} {' and '.join(tests)}"
 
 
