@@ -13,6 +13,7 @@ then removes it; :func:`docker_runner_without_auto_remove` installs it for the d
 """
 
 import contextlib
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,18 @@ from dagllm.params import Params
 from dagllm.paths import is_url, resolve_mirror
 from pipelines.dagllm_pipeline import build_pipeline
 
+#: Every task container this process starts carries ``{RUN_LABEL: RUN_ID}``, so a check for left-over
+#: containers sees only its own: another run on the same engine (a second checkout's tests, CI on a
+#: shared podman store) uses the same image but never this id.
+RUN_LABEL = "dagllm.run"
+RUN_ID = uuid.uuid4().hex
+
 
 def run_task_container(client: Any, image: str, command: list[str], volumes: dict[str, Any],
                        **run_args: Any) -> int:
-    """Start one task container, stream its logs, return its exit code, then remove it.
+    """Start one task container, print its logs, return its exit code, then remove it.
+
+    The container carries ``{RUN_LABEL: RUN_ID}`` (see :func:`own_containers`).
 
     Same signature as ``kfp.local.docker_task_handler.run_docker_container``. The image must be
     present (nothing is pulled: the image is built locally and no registry may be reachable).
@@ -36,14 +45,27 @@ def run_task_container(client: Any, image: str, command: list[str], volumes: dic
     except docker.errors.ImageNotFound:
         raise RuntimeError(f"image {image!r} is not in the engine at DOCKER_HOST; build it first "
                            "(components/containers/build.sh, or `make test-containers`)") from None
-    container = client.containers.run(image=image, command=command, detach=True, stdout=True, stderr=True,
-                                      volumes=volumes, auto_remove=False, **run_args)
+    labels = {**run_args.pop("labels", {}), RUN_LABEL: RUN_ID}
+    # create, then start: a start that fails still leaves a container object to remove
+    container = client.containers.create(image=image, command=command, volumes=volumes, labels=labels,
+                                         auto_remove=False, **run_args)
     try:
+        container.start()
         code = int(container.wait()["StatusCode"])
         print(container.logs(stdout=True, stderr=True).decode(errors="replace"), end="")
         return code
     finally:
         container.remove(force=True)
+
+
+def own_containers(client: Any) -> list[Any]:
+    """The containers this process started that still exist (all states): none after a run."""
+    return client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={RUN_ID}"})
+
+
+def describe(containers: Sequence[Any]) -> list[str]:
+    """One line per container (id, state, command): what an error about left-over containers shows."""
+    return [f"{c.short_id} {c.status} {c.attrs.get('Config', {}).get('Cmd')}" for c in containers]
 
 
 @contextlib.contextmanager

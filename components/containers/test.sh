@@ -4,7 +4,7 @@
 # podman's Docker API, with a real MLflow server on loopback). docs/deploy.md, "Containers here".
 #
 # Needs the Debian packages: podman runc uidmap slirp4netns fuse-overlayfs debootstrap (root).
-# Env: WORK (scratch, default .containers), IMAGE (default localhost/dagllm:test),
+# Env: WORK (scratch, default .containers), IMAGE (default localhost/dagllm:test; with CLEAN=1 one tag per run),
 #      CLEAN=1 removes the images afterwards (CI: a fresh machine gains nothing from keeping them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +15,9 @@ for tool in podman runc debootstrap; do
 uidmap slirp4netns fuse-overlayfs debootstrap" >&2; exit 1; }
 done
 export WORK=${WORK:-$repo/.containers}
-image=${IMAGE:-localhost/dagllm:test}
+# CLEAN=1 (CI) tags the image for this run alone: another run on the same podman store (a second
+# checkout's tests) neither sees it re-tagged under it nor loses it to this run's clean-up.
+if [ "${CLEAN:-0}" = 1 ]; then image=${IMAGE:-localhost/dagllm:test-$$}; else image=${IMAGE:-localhost/dagllm:test}; fi
 base=${BASE_IMAGE:-localhost/dagllm-base:bookworm}
 mkdir -p "$WORK/tmp"
 export CONTAINERS_CONF=$here/containers.conf
@@ -28,7 +30,9 @@ service=$!
 cleanup() {
   kill "$service" 2>/dev/null || true
   wait "$service" 2>/dev/null || true
-  if [ "${CLEAN:-0}" = 1 ]; then podman rmi -f "$image" "$base" >/dev/null 2>&1 || true; fi
+  # not forced: an image still used by a container (another run's) stays; the tests check that this
+  # run left none of its own
+  if [ "${CLEAN:-0}" = 1 ]; then podman rmi "$image" >/dev/null 2>&1 || true; podman rmi "$base" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
 

@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from dagllm.params import RegisterParams, params_from_dict
-from pipelines.containers import run_containers
+from pipelines.containers import describe, own_containers, run_containers
 
 from ..conftest import small_params
 from ..integration.services import MlflowServer
@@ -47,7 +47,7 @@ def test_whole_dag_registers_a_version_from_containers(engine, image: str, serve
     tasks = {p.name for p in Path(result["pipeline_root"]).glob("*/*") if p.is_dir()}
     for stage in ("ingest", "render", "validate", "decontaminate", "balance", "train", "evaluate", "register"):
         assert any(t.startswith(f"{stage}-op") for t in tasks), f"no outputs of {stage}: {sorted(tasks)}"
-    assert not engine.containers.list(all=True, filters={"ancestor": image})
+    assert not (left := own_containers(engine)), describe(left)
 
 
 def test_a_failing_task_fails_the_run(engine, image: str, server: MlflowServer, tmp_path: Path):

@@ -6,9 +6,11 @@ not Python), not from the image or the code that loads them.
 
 import json
 import subprocess
+import threading
+import time
 
 from dagllm.params import load_params
-from pipelines.containers import run_task_container
+from pipelines.containers import RUN_ID, RUN_LABEL, describe, own_containers, run_task_container
 
 from ..conftest import REPO
 
@@ -67,4 +69,26 @@ def test_a_failing_container_reports_its_exit_code(engine, image: str):
     # The reason for run_task_container: kfp's auto_remove start could report a failed task as SUCCESS.
     assert run_task_container(engine, image, ["python", "-c", "import sys; sys.exit(3)"], {},
                               network_mode="none") == 3
-    assert not engine.containers.list(all=True, filters={"ancestor": image})  # removed after reading
+    assert not (left := own_containers(engine)), describe(left)  # removed after reading
+
+
+def test_left_over_check_sees_this_runs_containers_only(engine, image: str):
+    # own_containers must see a container of this run while it runs (else "none left" proves nothing),
+    # and carry this run's id, not merely the image (another run on the engine uses the same image).
+    import docker
+
+    done: dict[str, int] = {}
+    task = threading.Thread(target=lambda: done.setdefault("code", run_task_container(
+        engine, image, ["python", "-c", "import time; time.sleep(5)"], {}, network_mode="none")))
+    task.start()
+    watcher = docker.from_env()
+    seen: list = []
+    deadline = time.monotonic() + 60
+    while not seen and time.monotonic() < deadline and task.is_alive():
+        seen = own_containers(watcher)
+        time.sleep(0.2)
+    task.join(120)
+    watcher.close()
+    assert done.get("code") == 0
+    assert len(seen) == 1 and seen[0].labels[RUN_LABEL] == RUN_ID
+    assert not (left := own_containers(engine)), describe(left)
