@@ -222,15 +222,13 @@ def check_cluster(params: Params) -> None:
 
 def with_profile(params: Params, profile: Path) -> Params:
     """``params`` with the partial params mapping of the YAML file ``profile`` merged over it."""
-    import yaml
-
-    from dagllm.params import params_from_dict
+    from dagllm.params import load_yaml_file, params_from_dict
 
     def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
         return {**base, **{k: merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
                            for k, v in over.items()}}
 
-    over = yaml.safe_load(Path(profile).read_text(encoding="utf-8")) or {}
+    over = load_yaml_file(profile) or {}  # duplicate keys, aliases: refused as in params.yaml
     if not isinstance(over, dict):
         raise ClusterProfileError(f"{profile}: a profile is a mapping of params.yaml sections")
     return params_from_dict(merge(params.to_dict(), over), source=str(profile))

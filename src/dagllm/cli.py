@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from dagllm.data.catalog import CatalogError, default_catalog
 from dagllm.params import DEFAULT_PARAMS_FILE, Params, ParamsError, load_params
@@ -32,6 +34,22 @@ catalog_app = typer.Typer(help="The task registry: list tasks and categories, sh
 app.add_typer(catalog_app, name="catalog")
 console = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
+
+
+# Every text that comes from outside (messages, paths, ids, values) is printed literally: rich would
+# read `[a-z0-9_]` in an error message as markup and drop it. Only the fixed labels are styled.
+def _error(message: object) -> None:
+    """``error: <message>`` on stderr, the message printed as it is."""
+    console.print(Text.assemble(("error:", "red"), " ", str(message)), highlight=False)
+
+
+def _ok(message: object) -> None:
+    """``✓ <message>`` on stdout, the message printed as it is."""
+    out.print(Text.assemble(("✓", "green"), " ", str(message)), highlight=False)
+
+
+def _plain(message: object) -> None:
+    out.print(str(message), markup=False, highlight=False)
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="params file", show_default=True)]
 Overrides = Annotated[
@@ -65,31 +83,42 @@ def _stage(title: str, params: Path, overrides: list[str] | None, fn: Callable[[
 
     offline()
     try:
-        with console.status(f"[bold]{title}…"):
+        with console.status(Text(f"{title}…", style="bold")):
             p = _params(params, overrides)
             summary = fn(p, Layout.from_params(p.paths))
     except ValidationFailed as exc:
         for line in exc.summary.lines():
-            console.print(f"[red]{line}")
+            console.print(Text(str(line), style="red"), highlight=False)
         raise typer.Exit(1) from None
     except (FetchError, IngestError, *USER_ERRORS) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     for line in summary.lines():
-        out.print(f"[green]✓[/green] {title}: {line}")
+        _ok(f"{title}: {line}")
     return summary
 
 
 @app.command()
 def check(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) -> None:
-    """Validate params.yaml and the catalog (sources, tasks, templates) without doing any work."""
+    """Validate params.yaml and the catalog (sources, tasks, templates) without doing any work.
+
+    Every template of every task (the catalog's and ingest.local task_files) is checked as render
+    would run it: Jinja syntax, no tags that need a loader ({% include/extends/import %}), known
+    variables, filters and tests, and its task's sample rendered under the render limits.
+    """
+    from dagllm.data.templating import RenderError, render_sample, task_template_problems
+
     try:
         p = _params(params, overrides)  # every id, reader and mapping key checked against the catalog
-        cat = _catalog(p)
-    except (ParamsError, CatalogError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        cat = _catalog(p)  # a team task file's templates are checked as it loads (teamdata.with_local)
+        for task in cat.tasks.values():  # every task's, statically, then run on its sample under the limits
+            if problems := task_template_problems(task):
+                raise CatalogError("; ".join(problems))
+            render_sample(task)
+    except (ParamsError, CatalogError, RenderError) as exc:
+        _error(exc)
         raise typer.Exit(2) from None
-    out.print(f"[green]✓[/green] {params}: ok ({len(cat.sources)} sources, {len(cat.tasks)} tasks in the catalog; "
+    _ok(f"{params}: ok ({len(cat.sources)} sources, {len(cat.tasks)} tasks in the catalog; "
               f"mirror {mirror_location(p.paths.mirror) or 'upstream URLs'})")
 
 
@@ -238,7 +267,7 @@ def promote(
     from dagllm.stages.promote import run_promote
 
     if (version is None) == (not rollback):
-        console.print("[red]error:[/red] give exactly one of --version N or --rollback")
+        _error("give exactly one of --version N or --rollback")
         raise typer.Exit(2)
     _stage("promote", params, overrides, lambda p, lay: run_promote(
         p.register_, p.mlflow, version, lay.promotion_report, force=force))
@@ -256,8 +285,8 @@ def where(params: ParamsOpt = DEFAULT_PARAMS_FILE) -> None:
         ("model", lay.model_dir),
     ]
     for what, path in rows:
-        out.print(f"{what:>20}: {path.resolve()}{'' if path.exists() else '  (not yet produced)'}")
-    out.print(f"{'MLflow registry':>20}: {p.mlflow.tracking_uri}  (open: mlflow ui --backend-store-uri "
+        _plain(f"{what:>20}: {path.resolve()}{'' if path.exists() else '  (not yet produced)'}")
+    _plain(f"{'MLflow registry':>20}: {p.mlflow.tracking_uri}  (open: mlflow ui --backend-store-uri "
               f"{p.mlflow.tracking_uri})")
 
 
@@ -275,13 +304,13 @@ def serve(params: ParamsOpt = DEFAULT_PARAMS_FILE, overrides: Overrides = None) 
     offline()
     try:
         p = _params(params, overrides)
-        with console.status(f"[bold]loading {p.serve.model_uri}…"):
+        with console.status(Text(f"loading {p.serve.model_uri}…", style="bold")):
             loaded = load_model(p.serve.model_uri, p.mlflow, p.serve.device)
     except (ParamsError, ModelLoadError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     i = loaded.info
-    out.print(f"[green]✓[/green] serving {i.name} version {i.version}"
+    _ok(f"serving {i.name} version {i.version}"
               f"{f' (alias {i.alias})' if i.alias else ''} on http://{p.serve.host}:{p.serve.port}/")
     run_server(p.serve, loaded)
 
@@ -317,9 +346,9 @@ def pipeline_compile(
     try:
         path = compile_pipeline(_pipeline_params(params, [], profile), output, cluster=cluster or profile is not None)
     except (ParamsError, ClusterProfileError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
-    out.print(f"[green]✓[/green] compiled pipeline -> {path}")
+    _ok(f"compiled pipeline -> {path}")
 
 
 @pipeline_app.command("run-local")
@@ -334,9 +363,9 @@ def pipeline_run_local(
     try:
         result = run_local(_params(params, overrides), workdir)
     except (ParamsError, CatalogError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
-    out.print(f"[green]✓[/green] pipeline finished: {result}")
+    _ok(f"pipeline finished: {result}")
 
 
 HostOpt = Annotated[str, typer.Option("--host", help="KFP API endpoint, e.g. http://localhost:8888 "
@@ -356,16 +385,16 @@ def _remote(action: Callable[[], Any]) -> None:
     try:
         sub = action()
     except (ParamsError, CatalogError, SubmitError, ClusterProfileError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     except ApiException as exc:
-        console.print(f"[red]error:[/red] KFP server answered {exc.status} {exc.reason}: {str(exc.body)[:300]}")
+        _error(f"KFP server answered {exc.status} {exc.reason}: {str(exc.body)[:300]}")
         raise typer.Exit(1) from None
     except HTTPError as exc:
-        console.print(f"[red]error:[/red] cannot reach the KFP server: {exc}")
+        _error(f"cannot reach the KFP server: {exc}")
         raise typer.Exit(1) from None
     for line in sub.lines():
-        out.print(f"[green]✓[/green] {line}")
+        _ok(line)
 
 
 @pipeline_app.command("submit")
@@ -419,20 +448,21 @@ def catalog_ls(
         p = _params(params, [])
         rows = task_rows(Layout.from_params(p.paths).canonical, _catalog(p))
     except (ParamsError, CatalogError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     if as_json:
         out.print_json(data=rows)
         return
     from rich.table import Table
 
-    table = Table(title=f"{len(rows)} tasks in {len({r['category'] for r in rows})} categories")
+    table = Table(title=Text(f"{len(rows)} tasks in {len({r['category'] for r in rows})} categories"))
     for col in ("task", "category", "sources", "templates (i/q)", "records", "status"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["task"], f"{r['category']} ({r['category_name']})", ", ".join(r["sources"]),
-                      f"{r['templates']} ({r['instruction_templates']}/{r['question_templates']})",
-                      "-" if r["records"] is None else str(r["records"]), r["status"])
+        table.add_row(*(Text(str(cell)) for cell in (
+            r["task"], f"{r['category']} ({r['category_name']})", ", ".join(r["sources"]),
+            f"{r['templates']} ({r['instruction_templates']}/{r['question_templates']})",
+            "-" if r["records"] is None else r["records"], r["status"])))
     out.print(table)
 
 
@@ -443,15 +473,13 @@ def catalog_show(
     rows: Annotated[int, typer.Option(help="real rows from data/canonical to render too (when present)")] = 1,
 ) -> None:
     """Render the task's sample (and real rows when ingested) through every template."""
-    from rich.markup import escape
-
     from dagllm.data.preview import show_task
 
     try:
         p = _params(params, [])
         blocks = show_task(task, Layout.from_params(p.paths).canonical, rows, _catalog(p))
     except (ParamsError, CatalogError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     for b in blocks:
         out.rule(escape(f"{b['template_id']} ({b['kind']}) · {b['record']}"))
@@ -490,25 +518,24 @@ def recipe(
     import json
     import time
 
-    import yaml
-
     from dagllm.data.recipes import apply_recipe, load_recipe, write_recipe
+    from dagllm.params import load_yaml_file
 
     dest = out_file or Path(f"params.{name}.yaml")
     try:
-        base = yaml.safe_load(params.read_text(encoding="utf-8"))
+        base = load_yaml_file(params)
         r = apply_recipe(load_recipe(name), base, default_catalog(), mirror_location(base["paths"]["mirror"]))
     except (OSError, ParamsError, CatalogError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     write_recipe(r, dest)
-    out.print(f"[green]✓[/green] recipe {name}: {dest} ({len(r.params['ingest']['sources'])} sources, "
-              f"{len(r.params['render']['tasks'])} tasks, at most {r.params['balance']['per_task_cap']} per task)")
+    _ok(f"recipe {name}: {dest} ({len(r.params['ingest']['sources'])} sources, "
+        f"{len(r.params['render']['tasks'])} tasks, at most {r.params['balance']['per_task_cap']} per task)")
     for what, items in (("sources not in the mirror", r.dropped_sources), ("tasks without rows", r.dropped_tasks)):
         if items:
-            out.print(f"  dropped {what}: {', '.join(items)}")
+            _plain(f"  dropped {what}: {', '.join(items)}")
     if not run:
-        out.print(f"  run it: dagllm recipe {name} --run, or `dagllm <stage> --params {dest}`")
+        _plain(f"  run it: dagllm recipe {name} --run, or `dagllm <stage> --params {dest}`")
         return
     commands = {"fetch": fetch, "ingest": ingest, "render": render, "validate": validate,
                 "decontaminate": decontaminate, "balance": balance}
@@ -522,7 +549,7 @@ def recipe(
     (lay.reports / f"recipe_{name}.json").write_text(json.dumps(
         {"recipe": name, "params": str(dest), "seconds": seconds, "dropped_sources": r.dropped_sources,
          "dropped_tasks": r.dropped_tasks}, indent=2), encoding="utf-8")
-    out.print("  seconds per stage: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
+    _plain("  seconds per stage: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
 
 
 def main() -> None:  # pragma: no cover - console entry point
@@ -570,14 +597,15 @@ def catalog_lint(
 
     where = None if mirror == "none" else resolve_mirror(mirror)
     try:
-        with console.status(f"linting {len(task) if task else 'every'} task(s) on {where or 'samples only'}"):
+        with console.status(Text(f"linting {len(task) if task else 'every'} task(s) on {where or 'samples only'}")):
             results = lint_catalog(default_catalog(), where, rows or None, task, jobs=jobs or None,
                                    fallback=None if where is None else SAMPLES_DIR)
     except (CatalogError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
     out.print(to_json(results) if as_json else table(results), markup=False, highlight=False)
     bad = [r.task for r in results if not r.ok]
     if bad:
-        console.print(f"[red]{len(bad)} task(s) fail the Korean lint:[/red] {', '.join(bad)}")
+        console.print(Text.assemble((f"{len(bad)} task(s) fail the Korean lint:", "red"), " ", ", ".join(bad)),
+                      highlight=False)
         raise typer.Exit(1)

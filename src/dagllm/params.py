@@ -3,6 +3,15 @@
 ``load_params`` reads the file, applies ``key=value`` overrides (dotted keys, YAML values) and
 validates the result; an unknown key or a bad value raises :class:`ParamsError` naming the key
 and what is allowed, before any stage does work.
+
+Beyond each key's own range, every section refuses non-finite floats (``.inf``, ``.nan``) and
+integers outside int64 (numpy, pandas and torch hold no more); seeds must lie in
+``0 <= seed < 2**32``, the range numpy, torch and ``random`` all accept. The YAML itself is read
+by :func:`load_yaml`: a key given twice at any level is refused with both line numbers (PyYAML
+would keep the last one silently), and anchors, aliases and merge keys are refused outright, so
+an alias bomb ("billion laughs") stops at its first ``&``; the text is at most
+:data:`MAX_YAML_BYTES`, :data:`MAX_YAML_NODES` values and :data:`MAX_YAML_DEPTH` levels, so
+reading is bounded in time and memory.
 """
 
 from __future__ import annotations
@@ -11,21 +20,68 @@ import copy
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_PARAMS_FILE = Path("params.yaml")
+SEED_LIMIT = 2**32  # numpy's legacy seeding, torch.manual_seed via transformers.set_seed, lm-eval: 0 <= seed < 2**32
+INT64_LIMIT = 2**63  # numpy / pandas / torch integers
+MAX_MIX_RECORDS = 10_000_000  # balance holds the whole mix in memory (~1-3 KB a record: 10-30 GB at the bound)
+# Bounds on a params YAML text (PyYAML composes ~20,000 nodes a second in pure Python):
+MAX_YAML_BYTES = 256 * 1024  # params.yaml is ~11 KB
+MAX_YAML_NODES = 10_000  # scalars and collections; params.yaml has ~480
+MAX_YAML_DEPTH = 32  # nesting levels of collections; params.yaml uses 4
+MAX_ERROR_LINES = 20  # problems listed in one ParamsError (a list of 10,000 bad items says so in one line)
 
 
 class ParamsError(ValueError):
     """params.yaml (or an override) is invalid; the message names the key and the fix."""
 
 
+def _check_int64(value: Any) -> None:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not -INT64_LIMIT <= value < INT64_LIMIT:
+        raise ValueError("integer outside the int64 range (-2**63 .. 2**63-1) that numpy, pandas and torch hold")
+    if isinstance(value, list | tuple):
+        for v in value:
+            _check_int64(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _check_int64(v)
+
+
+def _seed_range(value: int) -> int:
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"a seed must be 0 <= seed < 2**32 = {SEED_LIMIT} (the range numpy, torch and "
+                         f"random all accept)")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_range)]
+
+
 class _Section(BaseModel):
     # strict: YAML `true` is not an integer, `1` is not a string; only int -> float is converted.
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    # allow_inf_nan=False: `.inf` / `.nan` pass every `gt`/`le` bound or crash later; no key takes them.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _int64_only(cls, value: Any, info: ValidationInfo) -> Any:
+        _check_int64(value)
+        return value
 
 
 class PathsParams(_Section):
@@ -85,7 +141,8 @@ class FetchParams(_Section):
 
 
 class RenderParams(_Section):
-    seed: int = Field(42, description="seeds template choice and group pairing (with each record id)")
+    seed: Seed = Field(42, description="seeds template choice and group pairing (with each record id); "
+                       "0 <= seed < 2**32")
     tasks: list[str] = Field(min_length=1, description="task ids from the catalog")
     templates_per_record: int = Field(1, ge=1, le=10, description="distinct templates rendered per record "
                                       "(capped at the task's template count)")
@@ -174,17 +231,20 @@ class LabelBalanceParams(_Section):
 
 
 class BalanceParams(_Section):
-    seed: int = 42
+    seed: Seed = Field(42, description="seeds the shuffle, label capping and MinHash; 0 <= seed < 2**32")
     per_task_cap: int = Field(5000, ge=1, description="at most this many records per task")
     val_fraction: float = Field(0.05, gt=0, lt=0.5)
     mixing: Literal["cap", "proportional"] = Field(
         "cap", description="cap: min(n, cap) per task; proportional: examples-proportional mixing of the "
         "capped sizes (FLAN), scaled by temperature and category weights, to `total` records")
-    temperature: float = Field(1.0, gt=0, description="proportional mixing: rate ~ min(n, cap)^(1/T)")
-    total: int | None = Field(None, ge=1, description="proportional mixing: records in the mix "
-                              "(null = the sum of the capped sizes)")
+    temperature: float = Field(1.0, ge=0.01, description="proportional mixing: rate ~ min(n, cap)^(1/T); "
+                               "0.01 already gives (nearly) all of the mix to the largest task")
+    total: int | None = Field(None, ge=1, le=MAX_MIX_RECORDS, description="proportional mixing: records in "
+                              "the mix (null = the sum of the capped sizes); at most 10,000,000, since balance "
+                              "holds the whole mix in memory")
     category_weights: dict[str, float] = Field(default_factory=dict, description="proportional mixing: "
-                                               "weight per category (absent = 1.0)")
+                                               "weight per category (absent = 1.0); finite, >= 0, and not 0 "
+                                               "for every category of the rendered tasks")
     upsample: bool = Field(False, description="repeat records of a task whose share exceeds its size "
                            "(otherwise the share is clipped to what the task has)")
     dedup: DedupParams = DedupParams()
@@ -196,6 +256,22 @@ class BalanceParams(_Section):
         if bad:
             raise ValueError(f"category_weights must not be negative: {bad}")
         return self
+
+    def empty_mix_problem(self, task_categories: dict[str, str]) -> str | None:
+        """Why proportional mixing of these tasks (task id -> category) would select no record, else None.
+
+        That is when ``category_weights`` gives weight 0 to the category of every task (an absent
+        category weighs 1.0). ``cap`` mixing ignores the weights. The line names the key, for a
+        :class:`ParamsError` (``dagllm check`` runs it with the catalog's categories of the rendered tasks).
+        """
+        if self.mixing != "proportional" or not task_categories:
+            return None
+        cats = sorted(set(task_categories.values()))
+        if any(self.category_weights.get(c, 1.0) > 0 for c in cats):
+            return None
+        return (f"balance.category_weights: weight 0 for every category of the rendered tasks "
+                f"({', '.join(cats)}): proportional mixing would select no record; give at least one of "
+                f"them a weight above 0 (an absent category weighs 1.0)")
 
 
 class DecontaminateParams(_Section):
@@ -217,6 +293,14 @@ class DecontaminateParams(_Section):
         default_factory=lambda: {"kobest_sentineg": ["text", "text_origin"]},
         description="benchmark source -> fields matched on their own whatever their length (the scored "
         "sentence of single-sentence benchmarks, most of them shorter than min_unit_chars)")
+    generic_near_records: int = Field(3, ge=0, le=1_000_000, description="a short benchmark text (each text "
+                                      "under min_unit_chars letters) that this many different training texts come "
+                                      "near, not verbatim, is a generic phrase (배송 빠르고 X 좋아요): records near "
+                                      "it only that way are kept and listed under generic in "
+                                      "reports/decontamination.json; 0 = no text is generic (they are dropped)")
+    keep_partial_items: bool = Field(True, description="keep, and list under generic, a record that holds part of "
+                                     "a benchmark item of short sentences but lacks one of its texts (a different "
+                                     "COPA item with the same alternatives); false drops it")
 
 
 class TinyModelParams(_Section):
@@ -238,7 +322,7 @@ class TrainParams(_Section):
         "tiny", description="model preset (dagllm/training/presets.yaml)")
     model_path: str | None = Field(None, description="local directory of a pretrained preset; null = the "
                                    "preset's hub name from the local HF cache (nothing downloads at run time)")
-    seed: int = 42
+    seed: Seed = Field(42, description="transformers.set_seed and the data order; 0 <= seed < 2**32")
     max_steps: int | None = Field(30, ge=1, description="optimizer steps; null = train for num_epochs")
     num_epochs: float = Field(1.0, gt=0, description="used when max_steps is null")
     learning_rate: float = Field(5e-4, gt=0)
@@ -293,7 +377,7 @@ class EvaluateParams(_Section):
                                 "halves it on out-of-memory until a batch fits)")
     device: str = Field("auto", description="torch device for lm-eval and the validation loss: auto = cuda "
                         "when torch sees a GPU, else cpu; or cpu, cuda, cuda:0")
-    seed: int = Field(1234, description="lm-eval seeds and the random reference predictor")
+    seed: Seed = Field(1234, description="lm-eval seeds and the random reference predictor; 0 <= seed < 2**32")
     validation_loss: bool = Field(True, description="also compute the loss per category on the held-out "
                                   "instruction split from balancing")
 
@@ -527,14 +611,11 @@ class Params(_Section):
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b.c=value`` into its key path and a YAML-parsed value."""
+    """Split ``a.b.c=value`` into its key path and a YAML-parsed value (read by :func:`load_yaml`)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ParamsError(f"override {text!r} is not of the form key=value (e.g. train.max_steps=10)")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"override {text!r}: value is not valid YAML ({exc})") from None
+    value = load_yaml(raw, f"override {text!r}", key.strip()) if raw.strip() else ""
     return key.strip().split("."), value
 
 
@@ -584,7 +665,8 @@ def _known_keys(prefix: list[str]) -> set[str] | None:
 
 def _format_error(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: invalid parameters"]
-    for err in exc.errors():
+    errors = exc.errors()
+    for err in errors[:MAX_ERROR_LINES]:
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
         if err["type"] == "extra_forbidden":
             parent = [str(p) for p in err["loc"][:-1]]
@@ -594,8 +676,17 @@ def _format_error(exc: ValidationError, source: str) -> str:
                 allowed = "see params.yaml"
             lines.append(f"  {key}: unknown key (allowed here: {allowed})")
         else:
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"  {key}: {msg} (got {_short(err.get('input'))})")
+    if len(errors) > MAX_ERROR_LINES:
+        lines.append(f"  ... and {len(errors) - MAX_ERROR_LINES:,} more problems not listed")
     return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 4,000-digit number or a long list stays one line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def params_from_dict(data: dict[str, Any], source: str = "params") -> Params:
@@ -619,11 +710,132 @@ def load_params(path: Path | str = DEFAULT_PARAMS_FILE, overrides: list[str] | N
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: no such params file (run from the repository root or pass --params)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML ({exc})") from None
+    data = load_yaml_file(path) or {}
     if not isinstance(data, dict):
         raise ParamsError(f"{path}: top level must be a mapping of sections")
     data = apply_overrides(data, overrides or [])
     return params_from_dict(data, str(path))
+
+
+# --- reading YAML: no duplicate keys, no anchors or aliases, bounded size and depth ------------
+
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors, aliases and over-deep nesting while composing the node tree.
+
+    Refusing every anchor and alias (rather than counting expansions) removes the alias bomb with
+    no threshold to tune, and no params file needs one: an alias makes one value stand under several
+    keys, so an override of one key leaves the others as they were, which the file did not say.
+    """
+
+    def __init__(self, stream: str, source: str) -> None:
+        super().__init__(stream)
+        self.source = source
+        self.depth = 0
+        self.nodes = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            raise ParamsError(f"{self.source}: line {line}: alias *{event.anchor}: anchors and aliases are not "
+                              "allowed in params (write each value out where it is used)")
+        if getattr(event, "anchor", None):
+            raise ParamsError(f"{self.source}: line {line}: anchor &{event.anchor}: anchors and aliases are not "
+                              "allowed in params (write each value out where it is used)")
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES:
+            raise ParamsError(f"{self.source}: line {line}: more than {MAX_YAML_NODES:,} values; a params file "
+                              "is not a data file (put data in a file that ingest.local names)")
+        if isinstance(event, yaml.CollectionStartEvent):
+            self.depth += 1
+            if self.depth > MAX_YAML_DEPTH:
+                raise ParamsError(f"{self.source}: line {line}: nested deeper than {MAX_YAML_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if isinstance(event, yaml.CollectionStartEvent):
+                self.depth -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError as exc:  # e.g. more digits than int() converts (sys.get_int_max_str_digits)
+            raise ParamsError(f"{self.source}: line {node.start_mark.line + 1}: {_short(node.value, 40)} is not "
+                              f"a usable integer ({exc})") from None
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
+
+
+def _duplicate_keys(loader: _StrictLoader, node: yaml.Node, path: str, out: list[str]) -> None:
+    """One line per key given twice in a mapping of ``node`` (any level), with both line numbers."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(loader, item, f"{path}[{i}]", out)
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
+    seen: dict[Any, int] = {}
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        if key_node.tag == _MERGE_TAG:
+            raise ParamsError(f"{loader.source}: line {line}: merge key '<<' under {path or 'the top level'}: "
+                              "merge keys are not allowed in params (write the keys out)")
+        name = f"{path}.{key_node.value}" if path else str(key_node.value)
+        if isinstance(key_node, yaml.ScalarNode):  # a collection as a key: the constructor refuses it
+            key = loader.construct_object(key_node, deep=True)  # `yes` and `true` are one key
+            if key in seen:
+                first = seen[key]
+                where = f"both on line {line}" if first == line else f"lines {first} and {line}"
+                out.append(f"  {name}: given twice ({where}); keep one (the later would silently replace the "
+                           "earlier)")
+            else:
+                seen[key] = line
+        _duplicate_keys(loader, value_node, name, out)
+
+
+def load_yaml(text: str, source: str, key: str = "") -> Any:
+    """Parse YAML ``text`` as params are read: refuse duplicate keys (naming the key and both lines),
+    anchors/aliases/merge keys, more than :data:`MAX_YAML_BYTES`, :data:`MAX_YAML_NODES` values or
+    :data:`MAX_YAML_DEPTH` levels: at most about a second of parsing, whatever the text. ``key`` is
+    the dotted key the text is the value of (an override's), for the names in messages.
+
+    Raises:
+        ParamsError: naming ``source``, the line and the key.
+    """
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        raise ParamsError(f"{source}: {size:,} bytes; a params file is at most {MAX_YAML_BYTES:,} bytes")
+    loader = _StrictLoader(text, source)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        problems: list[str] = []
+        _duplicate_keys(loader, node, key, problems)
+        if problems:
+            raise ParamsError(f"{source}: keys given twice\n" + "\n".join(problems))
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{source}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise ParamsError(f"{source}: nested too deeply to read") from None
+    finally:
+        loader.dispose()
+
+
+def load_yaml_file(path: Path | str) -> Any:
+    """:func:`load_yaml` of a file (UTF-8), with the same refusals; also for files merged over params
+    (a cluster profile, a recipe)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ParamsError(f"{path}: {size:,} bytes; a params file is at most {MAX_YAML_BYTES:,} bytes")
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"{path}: not UTF-8 text ({exc})") from None
+    return load_yaml(text, str(path))

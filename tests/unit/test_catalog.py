@@ -33,6 +33,15 @@ def test_template_variables_exist_in_task_fields(task_id):
             assert used <= allowed, f"{task_id}/{tpl.id} uses {used - allowed}"
 
 
+def test_every_bundled_template_passes_the_static_template_checks():
+    # what dagllm check refuses in a team task file (loader tags, unknown filters, private attributes)
+    # must not be in the catalog's own templates either
+    from dagllm.data.templating import task_template_problems
+
+    cat = load_catalog()
+    assert [p for t in cat.tasks.values() for p in task_template_problems(t)] == []
+
+
 def _catalog_with(tmp_path: Path, task_yaml: str) -> Path:
     import shutil
 

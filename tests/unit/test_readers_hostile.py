@@ -97,6 +97,28 @@ def test_invisible_only_text_is_quarantined(tmp_path: Path, name: str, invisible
     _one_bad(_read(tmp_path, name, [*GOOD[:2], invisible, GOOD[2]]), 4, "invisible")
 
 
+# Korean really misread (the bytes of one encoding decoded as another), as a file converted wrongly
+MISREAD = {
+    "CP949/EUC-KR text read as Windows-1252": "배송은 늦었지만 물건은 정말 마음에 듭니다".encode("cp949").decode("cp1252", "replace"),
+    "UTF-8 text read as CP949": "배송은 늦었지만 물건은 정말 마음에 듭니다".encode("utf-8").decode("cp949", "replace"),
+    "U+FFFD": "배송은 늦었지만 물건은 정말 마음에 듭니다".encode("cp949").decode("utf-8", "replace"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+@pytest.mark.parametrize("kind", sorted(MISREAD))
+def test_mojibake_row_is_quarantined_naming_the_misreading(tmp_path: Path, name: str, kind: str):
+    _one_bad(_read(tmp_path, name, [GOOD[0], MISREAD[kind], *GOOD[1:]]), 4, kind)
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_real_text_with_a_few_foreign_characters_is_kept(tmp_path: Path, name: str):
+    texts = ["Café 라떼가 맛있어요 ® ™ — “최고”", "東京 여행은 즐거웠다 😀", "배송 빠름\ufffd 좋아요"]
+    items = _read(tmp_path, name, texts)
+    assert all(isinstance(i, Row) for i in items), items
+    assert sorted(_texts(items)) == sorted(texts)
+
+
 LINE_READERS = sorted(n for n, (f, _) in MAKERS.items() if not f.endswith(".json"))  # not one JSON array
 
 

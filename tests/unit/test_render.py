@@ -29,9 +29,20 @@ def test_missing_variable_is_an_error_naming_task_template_record():
 
 
 def test_sandbox_blocks_unsafe_template_code():
-    task = _task(templates=[{"id": "x", "kind": "question", "instruction": "{{ text.__class__.__mro__ }}",
+    from dagllm.data.templating import task_template_problems
+
+    # written in the template: found without rendering (dagllm check, a team task file as it loads)
+    written = _task(templates=[{"id": "x", "kind": "question", "instruction": "{{ text.__class__.__mro__ }}",
+                                "output": "o"}])
+    assert task_template_problems(written) == [
+        f"task t, template x: instruction: attribute {a!r} is private; the sandbox refuses it"
+        for a in ("__class__", "__mro__")]
+    with pytest.raises(RenderError, match=r"task t, template x, record r: instruction failed: .*unsafe"):
+        render_template(written, written.templates[0], {"text": "t"}, "0", "r")
+    # built at run time: the sandbox refuses it
+    task = _task(templates=[{"id": "x", "kind": "question", "instruction": "{{ text | attr('__cla' ~ 'ss__') }}",
                              "output": "o"}])
-    with pytest.raises(RenderError):
+    with pytest.raises(RenderError, match=r"task t, template x, record r: instruction failed: .*unsafe"):
         render_template(task, task.templates[0], {"text": "t"}, "0", "r")
 
 
@@ -80,3 +91,21 @@ def test_bare_variable_fast_path_matches_jinja():
         assert _render("{{ text }}", {"text": value}, "w") == slow
     with pytest.raises(RenderError, match="w failed: 'text' is undefined"):
         _render("{{text}}", {}, "w")
+
+
+def test_a_task_whose_sources_gave_no_rows_is_named_by_render(tmp_path):
+    """A selected task with no rows (its file's rows all rejected, say) renders nothing: render says so."""
+    from dagllm.params import IngestParams, RenderParams
+    from dagllm.stages.ingest import run_ingest
+    from dagllm.stages.render import run_render
+
+    from ..conftest import SAMPLES
+
+    cat = load_catalog()
+    run_ingest(IngestParams(sources=["nsmc"]), cat, SAMPLES, tmp_path / "c.parquet", tmp_path / "rej",
+               tmp_path / "ingest.json")  # nothing of apeach ingested
+    s = run_render(RenderParams(tasks=["nsmc_sentiment", "apeach_hate"]), cat, tmp_path / "c.parquet",
+                   tmp_path / "r" / "records.parquet", tmp_path / "render.json")
+    assert s.per_task.get("nsmc_sentiment", 0) > 0 and "apeach_hate" not in s.per_task
+    assert list(s.empty_tasks()) == ["apeach_hate"]
+    assert "task 'apeach_hate' has no records: its sources gave it no rows" in "\n".join(s.lines())

@@ -130,7 +130,7 @@ def test_int_is_still_a_float_and_local_tasks_join_render_tasks(tmp_path: Path):
     p = load_params(REPO / "params.yaml", ["train.learning_rate=1"])
     assert p.train.learning_rate == 1.0
     f = tmp_path / "r.tsv"
-    f.write_text("id\tdocument\tlabel\n", encoding="utf-8")
+    f.write_text("id\tdocument\tlabel\n1\t정말 재미있는 영화였다\t1\n", encoding="utf-8")
     p = load_params(REPO / "params.yaml", [f"ingest.local=[{{id: mine, path: {f}, reader: nsmc_ratings, "
                                            f"license: l, tasks: [apeach_hate]}}]", "render.tasks=[nsmc_sentiment]"])
     resolved, catalog = resolve(p)

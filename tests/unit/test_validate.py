@@ -278,3 +278,13 @@ def test_a_benchmark_row_the_gate_quarantines_is_not_used_downstream(tmp_path: P
     before = run_decontaminate(DecontaminateParams(), v, c, tmp_path / "d0.parquet", tmp_path / "d0.json")
     assert before.dropped == 1 and before.contaminated[0]["benchmark"]["id"] == "b0"  # the pre-gate table would
     assert after.dropped == 0
+
+
+def test_a_selected_task_without_records_fails_the_gate_by_name(tmp_path: Path):
+    # a team task whose file gave no rows renders nothing: the gate must say which task, not pass
+    tasks = [*TASKS, "kobest_copa_causal"]
+    s, _ = validate_points(_canonical(), _records(), P, tasks, load_catalog(), tmp_path / "v", tmp_path / "q")
+    assert not s.success
+    lines = [line for p in s.points for line in p.failure_lines()]
+    assert lines == ["rendered: expect_column_distinct_values_to_contain_set(task) failed: missing "
+                     "['kobest_copa_causal']"]

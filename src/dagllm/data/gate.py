@@ -54,6 +54,16 @@ class ValidationFailed(RuntimeError):
         super().__init__("; ".join(summary.failure_lines()))
 
 
+def _failure(e: dict) -> str:
+    """One failed expectation in words: on how many rows, what was missing (a set), or what was observed."""
+    head = f"{e['expectation']}({e['column'] or ''}) failed"
+    if e["unexpected_count"] is not None:
+        return f"{head} on {e['unexpected_count']} of {e['element_count']} rows"
+    if e.get("missing"):  # a set expectation: the values it wanted and did not find
+        return f"{head}: missing {e['missing']}"
+    return f"{head} (observed {e['observed_value']})"
+
+
 @dataclass
 class ValidationSummary:
     """The result of one point of the gate."""
@@ -77,12 +87,7 @@ class ValidationSummary:
         return {**self.__dict__, "bad_fraction": round(self.bad_fraction, 6)}
 
     def failure_lines(self) -> list[str]:
-        lines = [
-            f"{self.point}: {e['expectation']}({e['column'] or ''}) failed on {e['unexpected_count']} of "
-            f"{e['element_count']} rows" if e["unexpected_count"] is not None else
-            f"{self.point}: {e['expectation']}({e['column'] or ''}) failed (observed {e['observed_value']})"
-            for e in self.expectations if not e["success"]
-        ]
+        lines = [f"{self.point}: {_failure(e)}" for e in self.expectations if not e["success"]]
         if self.bad_fraction > self.max_bad_fraction:
             lines.append(f"{self.point}: {self.quarantined} of {self.rows} rows quarantined "
                          f"({self.bad_fraction:.1%} > max_bad_fraction {self.max_bad_fraction:.1%})")
@@ -175,7 +180,10 @@ def _records_suite(gx, params: ValidateParams, tasks: list[str], label_keys: lis
         E.ExpectCompoundColumnsToBeUnique(column_list=["instruction", "input", "output"],
                                           mostly=max(1.0 - params.max_duplicate_fraction, 0.0)),
     ]
-    if particles:  # particles that disagree with the value before them, over all records
+    if particles:  # the rendered point: every selected task rendered records (a task with none is absent
+        # from _q_task_count); after balancing a category weight of 0 may leave a task out on purpose
+        table.append(E.ExpectColumnDistinctValuesToContainSet(column="task", value_set=tasks))
+        # particles that disagree with the value before them, over all records
         table.append(E.ExpectColumnSumToBeBetween(column="_q_particle_errors", min_value=0,
                                                   max_value=params.max_particle_errors))
         # lint rules a record breaks (repeat, giveaway, form, ...): table-level, no record may break one
@@ -292,6 +300,7 @@ class Gate:
                     "unexpected_count": r.result.get("unexpected_count"),
                     "element_count": r.result.get("element_count"),
                     "observed_value": _plain(r.result.get("observed_value")),
+                    "missing": r.result.get("partial_missing_list"),
                     "kwargs": {k: _plain(v) for k, v in cfg.kwargs.items() if k != "batch_id"},
                 })
                 if entries[-1]["row_level"]:

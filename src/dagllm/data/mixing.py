@@ -118,13 +118,23 @@ def dedup_frame(df: pd.DataFrame, params: DedupParams, seed: int) -> tuple[pd.Da
 def task_targets(sizes: dict[str, int], categories: dict[str, str], params: BalanceParams) -> dict[str, int]:
     """Records per task in the mix (before clipping to what each task has)."""
     capped = {t: min(n, params.per_task_cap) for t, n in sizes.items()}
-    if params.mixing == "cap":
+    if params.mixing == "cap" or not capped:
         return capped
-    weights = {t: params.category_weights.get(categories[t], 1.0) * (c ** (1.0 / params.temperature))
-               for t, c in capped.items()}
+    weight = {t: params.category_weights.get(categories[t], 1.0) for t in capped}
+    # log-space: w * c ** (1 / T) overflows a float for a small T or a large weight (5000 ** 100);
+    # the shares only need each rate relative to the largest
+    log_rate = {t: math.log(weight[t]) + math.log(c) / params.temperature
+                for t, c in capped.items() if weight[t] > 0 and c > 0}
+    if not log_rate:
+        if any(capped.values()):  # params' empty_mix_problem refuses this at check; here for direct callers
+            raise ValueError(BalanceParams.empty_mix_problem(params, categories) or
+                             "balance.category_weights: weight 0 for every task in the mix")
+        return dict.fromkeys(capped, 0)
+    top = max(log_rate.values())
+    rate = {t: math.exp(v - top) for t, v in log_rate.items()}
     total = params.total or sum(capped.values())
-    norm = sum(weights.values()) or 1.0
-    return {t: int(round(total * w / norm)) for t, w in weights.items()}
+    norm = math.fsum(rate.values())
+    return {t: int(round(total * rate[t] / norm)) if t in rate else 0 for t in capped}
 
 
 def label_quota(counts: dict[str, int], max_share: float) -> int:

@@ -20,6 +20,13 @@ fields that are each at least ``threshold`` covered (premise + right answer of a
 whatever the sentence lengths), or the words of all its fields in order with one replaced (two short
 WiC contexts with one word changed). It is an *exact copy* when every piece of the unit occurs
 verbatim (compacted) in it. Exact copies are always dropped: their overlap is 1.
+
+A *weak* match (:func:`_weak`: not verbatim, of short texts only, and for a whole item one of its texts
+missing) keeps its record, listed under ``generic`` in the report with the item and why, when its text is
+a *generic phrase*, one that at least ``generic_near_records`` different training texts come near that way
+(배송 빠르고 X 좋아요; kind ``generic_phrase``), or when it is part of an item without its other text (a
+different COPA item with the same stock alternatives 여름이 되었다 / 겨울이 되었다; kind ``partial_item``,
+``keep_partial_items``). Anything more (an item whole, its words in order with one replaced) drops.
 """
 
 from __future__ import annotations
@@ -68,6 +75,9 @@ class DecontaminationSummary:
     contaminated: list[dict]
     # benchmark texts too short to match (a SentiNeg sentence 좋아요, an item of labels only), named here
     too_short: list[dict] = field(default_factory=list)
+    # records matched only weakly (kinds generic_phrase, partial_item): kept, listed with why to be seen and
+    # overridden (decontaminate.generic_near_records: 0, keep_partial_items: false drop them)
+    generic: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return self.__dict__
@@ -81,6 +91,15 @@ class DecontaminationSummary:
                          "letters; listed under too_short in the report): "
                          + ", ".join(f"{t['source']} {t['text']!r}" for t in self.too_short[:5])
                          + (" ..." if len(self.too_short) > 5 else ""))
+        if self.generic:
+            kinds = Counter(g["kind"] for g in self.generic)
+            texts = Counter(f"{g['benchmark']['source']} {g['benchmark']['text'][:40]!r}" for g in self.generic)
+            lines.append(f"kept {len(self.generic)} records that come near benchmark texts only weakly "
+                         f"({kinds.get('generic_phrase', 0)} near a generic phrase that many training rows come "
+                         f"near, {kinds.get('partial_item', 0)} holding part of an item without its other text; "
+                         "listed under generic in the report with why; decontaminate.generic_near_records: 0 and "
+                         "keep_partial_items: false drop them): " + ", ".join(t for t, _ in texts.most_common(3))
+                         + (" ..." if len(texts) > 3 else ""))
         return lines
 
 
@@ -92,12 +111,16 @@ def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: 
     or a score are not text). A unit totals at least ``min_chars`` characters: a COPA item whose only long field is
     "갑자기 소나기가 내렸다." says too little to call a record that contains it a copy. The fields
     named in ``unit_fields`` for the row's source (SentiNeg's sentence) are units whatever their length.
+    A field with few distinct values over a source's items (:func:`label_fields`: KLUE STS's ``origin``,
+    airbnb-rtt and five others over 519 items) is a category, not text, and is no piece either.
     """
     units = []
     unit_fields = unit_fields or {}
     bench = canonical[canonical["benchmark"].astype(bool)]
+    labels = label_fields(bench)
     for row in bench.itertuples(index=False):
-        raw = {name: str(value) for name, value in json.loads(row.fields).items()}
+        raw = {name: str(value) for name, value in json.loads(row.fields).items()
+               if name not in labels.get(row.source, ())}
         fields = {name: skeleton(value) for name, value in raw.items()}
         words = {name: skeleton_words(value) for name, value in raw.items()}
         names = [name for name, text in fields.items() if len(text) >= min_piece]
@@ -113,6 +136,25 @@ def benchmark_units(canonical: pd.DataFrame, min_chars: int, n: int, min_piece: 
         units += [Unit(row.source, row.split, row.id, row.native_id, name, [fields[name]], words=[words[name]])
                   for name in long_fields]
     return units
+
+
+# A benchmark field whose distinct values number at most this share of a source's items (and the source
+# has at least LABEL_FIELD_ITEMS of them) is a category or label: KLUE STS origin 6 of 519, COPA question 2 of
+# 1,000; the least varied text field of the mirror's benchmarks (WiC's target word) has 778 of 1,260.
+LABEL_FIELD_SHARE = 0.05
+LABEL_FIELD_ITEMS = 20
+
+
+def label_fields(bench: pd.DataFrame) -> dict[str, set[str]]:
+    """Per benchmark source, the fields whose values repeat across its items (:data:`LABEL_FIELD_SHARE`)."""
+    values: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    items: Counter = Counter()
+    for source, fields in zip(bench["source"], bench["fields"], strict=True):
+        items[source] += 1
+        for name, value in json.loads(fields).items():
+            values[source][name].add(str(value))
+    return {source: {name for name, v in by.items() if len(v) <= LABEL_FIELD_SHARE * items[source]}
+            for source, by in values.items() if items[source] >= LABEL_FIELD_ITEMS}
 
 
 def record_fields(records: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -323,7 +365,8 @@ def _match(unit: Unit, text: str, shares: list[float], params: DecontaminatePara
 
 
 def find_contamination(records: pd.DataFrame, units: list[Unit], params: DecontaminateParams) -> list[dict]:
-    """One entry per contaminated record: the unit it overlaps most, the overlap and the kind."""
+    """One entry per matched record: the unit it overlaps most, the overlap and the kind; a record matched
+    only weakly (kinds in :data:`KEPT_KINDS`, with ``why``) is to be kept."""
     n = params.ngram_chars
     if not units or records.empty:
         return []
@@ -351,11 +394,13 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
             for pair in word_pairs(ws):
                 by_pair[pair].add(u)
     common, paired = _word_pass(fields, by_pair)
-    out = []
+    # every match of every candidate record, kept until all records are seen: whether a unit is generic
+    # (near many records) is known only then
+    matches: dict[int, list[tuple[bool, float, int]]] = {}
     for i in sorted(set(np.flatnonzero(hits_per_record > 0).tolist()) | set(paired)):
         grams = set(rh[roff[i]:roff[i + 1]][hit[roff[i]:roff[i + 1]]].tolist())
         shared: Counter = Counter(p for g in grams for p in owners.get(g, ()))
-        best, record = None, RecordWords(fields[i], common)
+        record = RecordWords(fields[i], common)
         # a piece shorter than n has one padded n-gram that no record holds: such units are checked verbatim
         found = ({int(unit_of_piece[p]) for p, c in shared.items() if c >= MIN_EVIDENCE * size[p] or short[p]}
                  | {u for u in short_units if all(p in texts[i] for p in units[u].pieces)})
@@ -366,19 +411,118 @@ def find_contamination(records: pd.DataFrame, units: list[Unit], params: Deconta
             else:
                 ws = units[u].words[0]
                 matched, exact, overlap = _aligned_one_word_off(ws, record), False, 1.0 - 1.0 / len(ws)
-            if matched and (best is None or (exact, overlap) > best[0]):
-                best = ((exact, overlap), u)
-        if best is None:
-            continue
-        (exact, overlap), u = best
+            if matched:
+                matches.setdefault(i, []).append((exact, overlap, u))
+    near = generic_units(matches, texts, units, params)
+    out = []
+    for i, found in matches.items():
+        # a weak match is kept when its unit is a generic phrase, or when it is a whole item of which the
+        # record lacks a text (a different item with the same stock alternatives)
+        why = [_kept_why(u, units[u], texts[i], near, params) if _weak(units[u], texts[i], exact, overlap, params)
+               else None for exact, overlap, u in found]
+        dropped = [m for m, w in zip(found, why, strict=True) if w is None]
+        exact, overlap, u = max(dropped or found, key=lambda m: (m[0], m[1]))
         unit, rec = units[u], records.iloc[i]
-        out.append({
+        entry = {
             "id": rec["id"], "task": rec["task"], "source": rec["source"],
             "kind": "exact_copy" if exact else "ngram_overlap", "overlap": round(overlap, 4),
             "benchmark": {"source": unit.source, "split": unit.split, "id": unit.item_id,
                           "native_id": unit.native_id, "field": unit.field, "text": unit.text[:200]},
-        })
+        }
+        if not dropped:
+            entry["kind"], entry["why"] = why[found.index((exact, overlap, u))]
+        out.append(entry)
     return out
+
+
+# Kinds of match that keep their record (listed under ``generic`` in the report, with why): a benchmark text
+# near (not verbatim) decontaminate.generic_near_records distinct training rows is a generic phrase (배송 빠르고 X
+# 좋아요, 여름이 되었다 / 겨울이 되었다); a whole item matched weakly (one of its texts missing: a different COPA
+# item with the same two stock alternatives) is a partial item (decontaminate.keep_partial_items). Exact copies
+# are always dropped.
+KEPT_KINDS = ("generic_phrase", "partial_item")
+
+
+def generic_limit(params: DecontaminateParams) -> int:
+    """``generic_near_records`` of the params (0: no text is generic, every near match drops its record)."""
+    return params.generic_near_records
+
+
+def _variant(unit: Unit, text: str) -> frozenset[str]:
+    """The lines (record fields) of ``text`` that hold the unit's texts, verbatim or best-aligned (at least half
+    their letters): the training text that comes near the unit, the same for every template of one row."""
+    stretches = []
+    for piece in unit.pieces:
+        if piece in text:
+            stretches.append(piece)
+            continue
+        a = fuzz.partial_ratio_alignment(piece, text)
+        if a is not None and a.score >= 50:
+            stretches += [part for part in text[a.dest_start:a.dest_end].split("\n") if part]
+    return frozenset(line for line in text.split("\n") if any(s and s in line for s in stretches))
+
+
+def _missing(unit: Unit, text: str, threshold: float) -> bool:
+    """Whether one of the unit's texts is missing from ``text``: its best-aligned stretch is under
+    ``threshold`` similar (rapidfuzz partial ratio). A COPA item with one word replaced keeps every
+    sentence at 0.6 or more; a different item with the same two alternatives lacks the premise."""
+    return any(p not in text and fuzz.partial_ratio(p, text) / 100 < threshold for p in unit.pieces)
+
+
+def _weak(unit: Unit, text: str, exact: bool, overlap: float, params: DecontaminateParams) -> bool:
+    """Whether a match of ``unit`` in ``text`` is weak: not verbatim, every text of the unit under
+    ``min_unit_chars`` letters, and for a whole item one of its texts missing (:func:`_missing`) and not all
+    its words there in order with one replaced (an edited copy of the item, as a block)."""
+    return (not exact and all(len(p) < params.min_unit_chars for p in unit.pieces)
+            and (unit.field != "*" or overlap < 1.0 and _missing(unit, text, params.threshold)
+                 and not _one_word_off([w for ws in unit.words or [] for w in ws], text)))
+
+
+def _kept_why(u: int, unit: Unit, text: str, near: dict[int, int], params: DecontaminateParams
+              ) -> tuple[str, str] | None:
+    """(kind, why) when a weak match (:func:`_weak`) of unit ``u`` keeps its record; None when it drops it."""
+    if u in near:
+        return "generic_phrase", (f"{near[u]} different training texts come near this benchmark text, not verbatim "
+                                  f"(generic_near_records: {generic_limit(params)}): a phrase that common says "
+                                  "nothing about a copy; kept, not dropped")
+    if unit.field == "*" and keep_partial_items(params):
+        lacks = next(p for p in unit.pieces if p not in text and fuzz.partial_ratio(p, text) / 100 < params.threshold)
+        return "partial_item", (f"the record lacks {lacks!r} of this item (under threshold {params.threshold} "
+                                "similar) and holds the rest only as short sentences (each under min_unit_chars "
+                                f"{params.min_unit_chars} letters) that other items share: too little to call it "
+                                "a copy; kept, not dropped (keep_partial_items: false drops it)")
+    return None
+
+
+def keep_partial_items(params: DecontaminateParams) -> bool:
+    """``keep_partial_items`` of the params (false: a weak whole-item match drops its record, as before)."""
+    return params.keep_partial_items
+
+
+def generic_units(matches: dict[int, list[tuple[bool, float, int]]], texts: list[str], units: list[Unit],
+                  params: DecontaminateParams) -> dict[int, int]:
+    """The units that at least :func:`generic_limit` different training texts come near in a weak match
+    (:func:`_weak`), with that count; a weak match of such a unit is reported, not dropped.
+
+    Different: the record fields that hold the unit's texts differ (:func:`_variant`), so the templates of
+    one row count once. A planted or copied item is near a few texts at most (its edited copies); a
+    phrase that ordinary rows of the domain come near by themselves (배송 빠르고 X 좋아요; 여름이 되었다 /
+    겨울이 되었다 after any premise) is near many. Only short texts (under ``min_unit_chars`` letters each)
+    can be generic: a long sentence near many rows has a family of paraphrases among them (ParaKQC's of a
+    KLUE STS sentence), which are near copies. A match that holds an item whole (overlap 1, each text at
+    least ``threshold`` similar, or its words in order with one replaced) is a copy whatever else rows
+    hold: never weak.
+    """
+    limit = generic_limit(params)
+    if limit <= 0:
+        return {}
+    variants: dict[int, set] = defaultdict(set)
+    for i, found in matches.items():
+        for exact, overlap, u in found:
+            unit = units[u]
+            if _weak(unit, texts[i], exact, overlap, params):
+                variants[u].add(_variant(unit, texts[i]))
+    return {u: len(v) for u, v in variants.items() if len(v) >= limit}
 
 
 def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
@@ -386,7 +530,8 @@ def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
     """Drop the contaminated records; return the kept ones and the report."""
     units = benchmark_units(canonical, params.min_unit_chars, params.ngram_chars, params.min_piece_chars,
                             params.unit_fields)
-    hits = find_contamination(records.reset_index(drop=True), units, params)
+    found = find_contamination(records.reset_index(drop=True), units, params)
+    hits = [h for h in found if h["kind"] not in KEPT_KINDS]
     drop = {h["id"] for h in hits}
     kept = records[~records["id"].isin(drop)].reset_index(drop=True)
     summary = DecontaminationSummary(
@@ -396,6 +541,7 @@ def decontaminate_frame(records: pd.DataFrame, canonical: pd.DataFrame,
         by_training_source=dict(sorted(Counter(h["source"] for h in hits).items())),
         by_kind=dict(sorted(Counter(h["kind"] for h in hits).items())),
         contaminated=hits, too_short=_too_short(canonical, units, params),
+        generic=[h for h in found if h["kind"] in KEPT_KINDS],
     )
     assert summary.records == summary.kept + summary.dropped
     return kept, summary

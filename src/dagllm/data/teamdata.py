@@ -5,7 +5,8 @@ catalog task (the local source is added to that task's sources) or a task define
 of the catalog's shape (``task_files``). From there team rows take the catalog's path: render,
 gate, decontamination, balance, training. :func:`resolve` returns the params and catalog every
 stage uses; :func:`check` finds every problem of params.yaml that needs the catalog (unknown ids
-and readers, unknown keys of mapping sections) before any stage does work.
+and readers, unknown keys of mapping sections) and every team file its reader refuses (not in its
+format, a header and no data rows), before any stage does work.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dagllm.data.catalog import (
     _load_yaml_model,
     default_catalog,
 )
+from dagllm.data.templating import task_template_problems
 from dagllm.params import Params, ParamsError
 
 
@@ -53,6 +55,8 @@ def with_local(catalog: Catalog, params: Params) -> Catalog:
             if not Path(tf).is_file():
                 raise CatalogError(f"{key}.task_files: {tf} not found")
             task = _load_yaml_model(Path(tf), Task)
+            if problems := task_template_problems(task):  # what render would refuse, refused before any work
+                raise CatalogError(f"{tf}: " + "; ".join(problems))
             if task.id in tasks:
                 raise CatalogError(f"{key}.task_files: {tf} defines task {task.id!r}, which already exists; "
                                    "rename it (the file name is the id)")
@@ -104,6 +108,18 @@ def _unknown(key: str, got: list[str], known: set[str], what: str) -> list[str]:
     return [f"  {key}: unknown {what} {g!r} (known: {', '.join(sorted(known))})" for g in got if g not in known]
 
 
+def _file_problem(path: str, reader: str) -> str | None:
+    """Why a team file cannot feed its tasks, found by its reader up to its first row: not in the
+    reader's format (wrong header, JSON array for JSON Lines, another encoding), or no data rows."""
+    from dagllm.data.readers import READERS, FileFormatError
+
+    try:
+        next(iter(READERS[reader](Path(path))), None)
+    except FileFormatError as exc:
+        return str(exc)
+    return None
+
+
 def check(params: Params, catalog: Catalog, *, check_files: bool = True) -> None:
     """Every problem of ``params`` that needs the catalog or the reader registry, in one error.
 
@@ -126,9 +142,16 @@ def check(params: Params, catalog: Catalog, *, check_files: bool = True) -> None
             problems.append(f"  ingest.local[{i}].path: {local.path} is a directory; name one file inside it")
         elif not Path(local.path).is_file():
             problems.append(f"  ingest.local[{i}].path: {local.path} not found (relative to {Path.cwd()})")
+        elif local.reader in READERS and (problem := _file_problem(local.path, local.reader)):
+            feeds = f" (task {', '.join(map(repr, local.tasks))} would get no records from it)" if local.tasks else ""
+            problems.append(f"  ingest.local[{i}].path: {problem}{feeds}")
     problems += _unknown("validate.hangul", list(params.validate_.hangul), {"default"} | tasks | categories,
                          "task or category")
     problems += _unknown("decontaminate.unit_fields", list(params.decontaminate.unit_fields), sources, "source")
     problems += _unknown("balance.category_weights", list(params.balance.category_weights), categories, "category")
+    rendered = [*params.render.tasks, *local_tasks(params)]
+    if problem := params.balance.empty_mix_problem(
+            {t: catalog.tasks[t].category for t in rendered if t in catalog.tasks}):
+        problems.append(f"  {problem}")
     if problems:
-        raise ParamsError("params do not match the catalog:\n" + "\n".join(problems))
+        raise ParamsError("params do not match the catalog or the files they name:\n" + "\n".join(problems))

@@ -1,5 +1,8 @@
 """Decontaminate: drop validated records that overlap a benchmark item (:mod:`dagllm.data.overlap`)
-and list each one, with the item it matches, in ``reports/decontamination.json``.
+and list each one, with the item it matches, in ``reports/decontamination.json``. Records that come near
+a benchmark text only weakly (a generic phrase many training rows come near; part of an item without its
+other text) are kept and listed apart, under ``generic``, each with the item and why, for the user to see
+and override (``decontaminate.generic_near_records`` / ``keep_partial_items``).
 """
 
 from __future__ import annotations

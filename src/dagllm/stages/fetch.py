@@ -42,7 +42,8 @@ class FetchSummary:
 
 
 def _bar() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(),
+    # markup=False: a file name is printed as it is ("[1].tsv" is not markup)
+    return Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), transient=True)
 
 

@@ -36,8 +36,18 @@ class RenderSummary:
     def lines(self) -> list[str]:
         tasks = ", ".join(f"{t}={n}" for t, n in self.per_task.items())
         skipped = sum(sum(c.skipped.values()) for c in self.counts.values())
-        return [f"rendered {self.records} records ({tasks})",
-                f"{skipped} rows skipped by task conditions; exports: {', '.join(self.exports.values())}"]
+        out = [f"rendered {self.records} records ({tasks})",
+               f"{skipped} rows skipped by task conditions; exports: {', '.join(self.exports.values())}"]
+        return out + [f"task {t!r} has no records: {why}" for t, why in self.empty_tasks().items()]
+
+    def empty_tasks(self) -> dict[str, str]:
+        """Tasks that rendered nothing, each with why (no rows read from its sources, or every row skipped)."""
+        out = {}
+        for task, c in self.counts.items():
+            if c.records == 0:
+                out[task] = (f"its sources gave it no rows (look at the ingest report's rejects for them)"
+                             if c.rows == 0 else f"all {c.rows} rows skipped ({dict(c.skipped)})")
+        return out
 
 
 def run_render(params: RenderParams, catalog: Catalog, canonical: Path, out_table: Path,

@@ -5,9 +5,12 @@ themselves by name in :data:`READERS`; source YAMLs name them in ``files[].reade
 field names each reader produces are listed in ``docs/data.md`` (templates rely on them).
 
 A reader never drops a row silently: every data row becomes either a :class:`Row` or a
-:class:`Reject` carrying its line number and the reason. A problem with the whole file (wrong
-header, undecodable bytes, not the expected container) raises :class:`FileFormatError` naming
-the file and the fix.
+:class:`Reject` carrying its line number and the reason. Rows are records as the format defines
+them, not physical lines: a line ends at CRLF, LF or a lone CR (in any mix), and a quoted CSV
+field ends where its quote closes however many lines it spans. A problem with the whole file
+(wrong header, undecodable bytes, not the expected container, a JSON array where JSON Lines is
+expected or the reverse, no data rows) raises :class:`FileFormatError`: one line naming the file
+and the fix.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dagllm.data.noise import garbage
 
 
 class FileFormatError(ValueError):
@@ -75,9 +80,10 @@ INVISIBLE = re.compile(
 
 
 def text_problem(item: Row) -> str | None:
-    """Why a parsed row is not text: a field that is not a string, holds NUL bytes, or shows nothing.
+    """Why a parsed row is not text, or None: the per-row text check every reader's rows pass.
 
-    Checked for every reader's rows on the way out, so a reader only has to parse its format.
+    Checked for every reader's rows on the way out, so a reader only has to parse its format. It
+    runs each text value through :func:`value_problem` (one place to add a check of text content).
     """
     named = {**item.fields, "label": item.label, "id": item.native_id}
     for name, value in named.items():
@@ -85,10 +91,21 @@ def text_problem(item: Row) -> str | None:
             continue
         if not isinstance(value, str):
             return f"field {name!r} is {type(value).__name__}, expected text"
-        if "\x00" in value:
-            return f"NUL byte in field {name!r} (binary data, not text)"
-        if value and INVISIBLE.fullmatch(value):
-            return f"field {name!r} holds only invisible characters (zero-width spaces, fillers, controls)"
+        if problem := value_problem(name, value):
+            return problem
+    return None
+
+
+def value_problem(name: str, value: str) -> str | None:
+    """Why the text ``value`` of field ``name`` is not text to train on (NUL bytes, nothing visible,
+    mojibake or U+FFFD: :mod:`dagllm.data.noise`), or None."""
+    if "\x00" in value:
+        return f"NUL byte in field {name!r} (binary data, not text)"
+    if value and INVISIBLE.fullmatch(value):
+        return f"field {name!r} holds only invisible characters (zero-width spaces, fillers, controls)"
+    if found := garbage(value):  # the class only: one reason (one count) per misreading, not per row
+        return (f"field {name!r} is decoding noise, not text: {found[0]}; re-read the source in its real "
+                "encoding (e.g. `iconv -f cp949 -t utf-8`)")
     return None
 
 
@@ -96,23 +113,41 @@ def _raw_of(item: Row) -> str:
     return printable("\t".join(str(v) for v in item.fields.values()).replace("\x00", "\\0"))[:500]
 
 
+# A reject's reason is a key of the ingest report's counts: a value quoted in it (a label cell
+# holding a whole text) is cut so that one bad row cannot make a reason of many kilobytes.
+MAX_REASON_CHARS = 300
+
+
+def _reason(text: str) -> str:
+    return text if len(text) <= MAX_REASON_CHARS else text[:MAX_REASON_CHARS] + "…"
+
+
 def _guarded(fn: Reader) -> Reader:
-    """Turn every row holding undecodable bytes, NUL bytes or no visible text into a reject."""
+    """Turn every row holding undecodable bytes, NUL bytes or no visible text into a reject.
+
+    A file that yields no row at all (a header and nothing else, blank lines, an empty array) is a
+    file error: it would feed its tasks 0 records and no later stage would say why.
+    """
 
     @functools.wraps(fn)
     def read(path: Path) -> Iterator[Row | Reject]:
+        n = 0
         for item in fn(path):
+            n += 1
             if isinstance(item, Reject):
                 if _has_undecodable(item):
                     yield Reject(item.line, UNDECODABLE_REASON, printable(item.raw))
                 else:
-                    yield Reject(item.line, item.reason, item.raw.replace("\x00", "\\0"))
+                    yield Reject(item.line, _reason(item.reason), item.raw.replace("\x00", "\\0"))
             elif _has_undecodable(item):
                 yield Reject(item.line, UNDECODABLE_REASON, _raw_of(item))
             elif problem := text_problem(item):
-                yield Reject(item.line, problem, _raw_of(item))
+                yield Reject(item.line, _reason(problem), _raw_of(item))
             else:
                 yield item
+        if n == 0:
+            raise FileFormatError(f"{path}: no data rows: the file holds nothing to read past its header or "
+                                  "blank lines; add rows, or leave the file out")
 
     return read
 
@@ -192,31 +227,43 @@ def _is_cp949(data: bytes) -> bool:
 
 # Fields may be as long as the file (a judgement's full text): lift the csv module's 128 KiB limit.
 csv.field_size_limit(2**31 - 1)
-# A quoted field running over more lines than this is taken as an unterminated quote.
-MAX_RECORD_LINES = 200
+
+# A line ends at CRLF, LF or a lone CR, in any mix (files pass through Windows, old Mac and Unix
+# tools); the end is kept so a quoted field spanning lines keeps its own line breaks.
+LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+def physical_lines(text: str) -> list[str]:
+    """The lines of ``text``, each with its line end (CRLF, LF or lone CR); the last may have none."""
+    return LINE.findall(text)
 
 
 class _Lines:
-    """The file's physical lines (``\\n``-terminated), handed to ``csv.reader`` one at a time.
+    """The file's physical lines, handed to ``csv.reader`` one at a time.
 
     ``pos`` is the index of the next line to read, so a record's span is known and parsing can
-    restart on any line.
+    restart on any line; ``ran_out`` tells that the reader asked for a line past the last one,
+    i.e. the record in progress was still inside a quoted field at the end of the file.
     """
 
     def __init__(self, text: str) -> None:
-        self.lines = text.split("\n")
-        if self.lines and self.lines[-1] == "":
-            self.lines.pop()
+        self.lines = physical_lines(text)
         self.pos = 0
+        self.ran_out = False
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
         if self.pos >= len(self.lines):
+            self.ran_out = True
             raise StopIteration
         self.pos += 1
-        return self.lines[self.pos - 1] + "\n"
+        return self.lines[self.pos - 1]
+
+    def raw(self, i: int) -> str:
+        return self.lines[i].rstrip("\r\n")[:500]
 
 
 def records(
@@ -224,10 +271,12 @@ def records(
 ) -> Iterator[tuple[int, list[str] | Reject]]:
     """``(first line number, fields or Reject)`` per non-blank record of delimited ``text``.
 
-    A quoted field that opens but does not close where it should (the record then spans lines
-    and has the wrong number of fields, or runs past :data:`MAX_RECORD_LINES`) would swallow the
-    good rows after it: only its first line is rejected and parsing restarts on the next line,
-    so every physical line is either in a record or in a reject. ``lines_seen`` skips a header.
+    Records are decided by the format: a line end (CRLF, LF, lone CR) ends a record unless it is
+    inside a quoted field, and a quoted field ends where its quote closes, however many lines
+    that takes (one record, counted once). A quote that never closes (the file ends inside it),
+    or one that closes but leaves a multi-line record with the wrong number of fields, would
+    swallow the good rows after it: only its first line is rejected and parsing restarts on the
+    next line, so every line is either in a record or in a reject. ``lines_seen`` skips a header.
     """
     src = _Lines(text)
     src.pos = lines_seen
@@ -243,18 +292,47 @@ def records(
         except StopIteration:
             return
         except csv.Error as exc:
-            yield begin + 1, Reject(begin + 1, f"unreadable record ({exc})", src.lines[begin][:500])
-            src.pos, rows = begin + 1, fresh()
+            yield begin + 1, Reject(begin + 1, f"unreadable record ({exc})", src.raw(begin))
+            src.pos, src.ran_out, rows = begin + 1, False, fresh()
             continue
         span = src.pos - begin
-        if span > 1 and ((width is not None and len(rec) != width) or span > MAX_RECORD_LINES):
+        if src.ran_out or (span > 1 and width is not None and len(rec) != width):
+            why = ("the file ends inside it" if src.ran_out else
+                   f"it closes {span - 1} lines later with {len(rec)} fields, not {width}")
             yield begin + 1, Reject(
-                begin + 1, f"unterminated quote: the record would run over {span} lines and swallow the "
-                f"rows after it (fix the quote on this line)", src.lines[begin][:500])
-            src.pos, rows = begin + 1, fresh()
+                begin + 1, f"unterminated quote: a quoted field opens on this line and {why}, which would "
+                "swallow the rows after it (fix the quote on this line)", src.raw(begin))
+            src.pos, src.ran_out, rows = begin + 1, False, fresh()
             continue
-        if rec:
+        if rec and (len(rec) > 1 or rec[0].strip()):  # a blank line (or one of spaces) is no record
             yield begin + 1, rec
+
+
+def shorten(value: str, n: int = 40) -> str:
+    """``value`` cut to ``n`` characters (with …), for quoting file content in a message."""
+    return value if len(value) <= n else value[: n - 1] + "…"
+
+
+def names(values: list[str], n: int = 6) -> str:
+    """A list of names for a one-line message: the first ``n``, each cut short, and how many in all."""
+    shown = ", ".join(repr(shorten(v)) for v in values[:n])
+    return f"[{shown}]" if len(values) <= n else f"{len(values):,} columns [{shown}, ...]"
+
+
+DELIMITERS = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
+
+
+def _header_problem(path: Path, got: list[str], headers: tuple[list[str], ...], delimiter: str) -> str:
+    """One line saying how the header differs from what the reader expects."""
+    expected = " or ".join(repr(list(h)) for h in headers)
+    msg = f"{path}: header is {names(got)}, expected {expected}"
+    line = delimiter.join(got)
+    for other, what in DELIMITERS.items():
+        if other != delimiter and any([x.strip() for x in line.split(other)] == list(h) for h in headers):
+            return (f"{msg}; the file is {what}-separated but its reader reads "
+                    f"{DELIMITERS.get(delimiter, repr(delimiter))}-separated values: convert it or pick the reader "
+                    "for this format")
+    return f"{msg}; is this the right file for its reader?"
 
 
 def delimited(
@@ -263,19 +341,29 @@ def delimited(
     """Yield ``(first line number, fields or Reject, header)`` per record after checking the header.
 
     ``headers`` lists the accepted headers (some sources change column order between splits); the
-    one found is yielded with each record. A header matching none is a file error. Rows that the
-    csv module cannot parse arrive as a :class:`Reject` (see :func:`records`).
+    one found is yielded with each record. A header matching none, or a header and no record
+    after it, is a file error. Rows that the csv module cannot parse arrive as a :class:`Reject`
+    (see :func:`records`).
     """
     text = read_text(path)
-    first = next(csv.reader([text.split("\n", 1)[0]], delimiter=delimiter, quoting=quoting), None)
-    if not text.strip() or first is None:
+    if not text.strip():
         raise FileFormatError(f"{path}: empty file; expected header {delimiter.join(headers[0])!r}")
+    head = LINE_END.split(text, maxsplit=1)[0]
+    try:
+        first = next(csv.reader([head], delimiter=delimiter, quoting=quoting), [])
+    except csv.Error as exc:
+        raise FileFormatError(f"{path}: the header line cannot be read ({exc}); expected "
+                              f"{delimiter.join(headers[0])!r}") from None
     got = [h.strip() for h in first]
     if got not in [list(h) for h in headers]:
-        expected = " or ".join(repr(list(h)) for h in headers)
-        raise FileFormatError(f"{path}: header is {got!r}, expected {expected}; is this the right file for its reader?")
+        raise FileFormatError(_header_problem(path, got, headers, delimiter))
+    n = 0
     for line, rec in records(text, delimiter=delimiter, quoting=quoting, width=len(got), lines_seen=1):
+        n += 1
         yield line, rec, got
+    if n == 0:
+        raise FileFormatError(f"{path}: the file holds only its header ({shorten(head, 80)!r}), no data rows; "
+                              "add rows, or leave the file out")
 
 
 def headerless(
@@ -285,25 +373,62 @@ def headerless(
     yield from records(read_text(path), delimiter=delimiter, quoting=quoting, width=width)
 
 
+JQ_LINES = "`jq -c '.[]' FILE > FILE.jsonl`"
+
+
 def load_jsonl(path: Path) -> Iterator[tuple[int, dict | None, str, str | None]]:
     """``(line, object or None, raw line, problem)`` per non-blank line of a JSON Lines file.
 
-    A line that is not a JSON object is a row problem (quarantined by the caller), not a file error.
+    A line that is not a JSON object is a row problem (quarantined by the caller), not a file
+    error; a file that is one JSON document (an array, or an object over many lines) is a file
+    error naming the format, not one or many rejected lines.
     """
-    # JSON Lines ends a line at LF only: U+2028, U+0085 and a lone CR are valid inside a JSON string.
-    for n, text in enumerate(read_text(path).split("\n"), start=1):
-        text = text.removesuffix("\r")
-        if not text.strip():
+    # A line ends at LF, CRLF or a lone CR (JSON has no raw CR inside a string: only as whitespace);
+    # U+2028, U+0085 and the other Unicode line separators are valid inside a JSON string.
+    text = read_text(path)
+    lines = LINE_END.split(text)
+    _not_json_lines(path, text, lines)
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
             continue
         try:
-            item = json.loads(text)
+            item = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield n, None, text[:500], f"not valid JSON ({exc.msg})"
+            yield n, None, line[:500], f"not valid JSON ({exc.msg})"
             continue
         if not isinstance(item, dict):
-            yield n, None, text[:500], f"expected a JSON object, got {type(item).__name__}"
+            yield n, None, line[:500], f"expected a JSON object, got {type(item).__name__}"
         else:
-            yield n, item, text[:500], None
+            yield n, item, line[:500], None
+
+
+def _not_json_lines(path: Path, text: str, lines: list[str]) -> None:
+    """A file error when ``text`` is one JSON document (array, or object over lines), not JSON Lines."""
+    first = next((line for line in lines if line.strip()), "")
+    try:
+        json.loads(first)
+        first_ok = True
+    except json.JSONDecodeError:
+        first_ok = False
+    if first.lstrip().startswith("["):
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, list) or not first_ok:
+            size = f" of {len(whole):,} items" if isinstance(whole, list) else ""
+            raise FileFormatError(
+                f"{path}: the file is one JSON array{size} (it starts with '['), but its reader reads JSON "
+                f"Lines (one object per line); convert it ({JQ_LINES}) or pick a reader for JSON arrays")
+    elif not first_ok and first.lstrip().startswith("{"):
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:
+            return
+        if isinstance(whole, dict):
+            raise FileFormatError(
+                f"{path}: the file is one JSON object over {len(lines):,} lines, but its reader reads JSON Lines "
+                "(one object per line); write each record on one line (`jq -c . FILE > FILE.jsonl`)")
 
 
 def as_text(value: object) -> str | None:
@@ -336,13 +461,31 @@ def text_fields(item: dict, required: list[str], optional: list[str] = ()) -> tu
 
 
 def load_json_array(path: Path) -> list:
-    """A whole-file JSON array; anything else is a file error naming the file."""
+    """A whole-file JSON array; anything else (JSON Lines, an object, an empty array) is a file error."""
+    text = read_text(path)
+    if not text.strip():
+        raise FileFormatError(f"{path}: empty file, no data rows; expected one JSON array of records")
     try:
-        items = json.loads(read_text(path))
+        items = json.loads(text)
     except json.JSONDecodeError as exc:
+        first = next((line for line in LINE_END.split(text) if line.strip()), "")
+        try:
+            lines_format = isinstance(json.loads(first), dict)
+        except json.JSONDecodeError:
+            lines_format = False
+        if lines_format:
+            raise FileFormatError(
+                f"{path}: the file is JSON Lines (one object per line), but its reader reads one JSON array; "
+                "convert it (`jq -s . FILE > FILE.json`) or pick a reader for JSON Lines") from None
         raise FileFormatError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}); re-download it") from None
+    if isinstance(items, dict):
+        inner = [k for k, v in items.items() if isinstance(v, list)]
+        hint = f" (the records may be the array under key {shorten(inner[0])!r}: extract it)" if len(inner) == 1 else ""
+        raise FileFormatError(f"{path}: expected a JSON array, got a JSON object{hint}")
     if not isinstance(items, list):
         raise FileFormatError(f"{path}: expected a JSON array, got {type(items).__name__}")
+    if not items:
+        raise FileFormatError(f"{path}: an empty JSON array ([]), no data rows; add records, or leave the file out")
     return items
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from dagllm.data.catalog import Catalog
-from dagllm.params import ParamsError, params_from_dict
+from dagllm.params import ParamsError, load_yaml_file, params_from_dict
 
 RECIPES_DIR = Path(__file__).parent
 
@@ -38,7 +38,7 @@ def load_recipe(name: str) -> Recipe:
     path = RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
         raise ParamsError(f"unknown recipe {name!r}; known: {', '.join(recipe_names())}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = load_yaml_file(path)
     return Recipe(name, data["description"], data["params"])
 
 
