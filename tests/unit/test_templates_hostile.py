@@ -19,16 +19,8 @@ from typer.testing import CliRunner
 from dagllm.cli import app
 from dagllm.data.catalog import Task, default_catalog
 from dagllm.data.lint import real_rows
-from dagllm.data.templating import (
-    _FILTER_ESTIMATES,
-    _LINEAR_FILTERS,
-    _LINEAR_STR_METHODS,
-    _STR_ESTIMATES,
-    LIMITS,
-    RenderError,
-    environment,
-    render_template,
-)
+from dagllm.data.sandbox import _FILTER_ESTIMATES, _LINEAR_FILTERS, _LINEAR_STR_METHODS, _STR_ESTIMATES, LIMITS
+from dagllm.data.templating import RenderError, environment, render_template
 
 from ..conftest import REPO, SAMPLES
 
@@ -109,6 +101,7 @@ def test_check_refuses_a_tag_that_needs_a_loader_naming_task_and_template(workdi
     ("{% for c in text %}{{ c }}", "not valid Jinja"),
     ("{% for c in text recursive %}{{ loop(c) }}{% endfor %}", "recursive"),
     ("{{ lipsum(10**9) }}", "reads 'lipsum'"),
+    ("{{ ['좋다', '싫다'] | random }}", "the filter 'random' makes a record depend on chance"),
 ])
 def test_check_refuses_what_render_could_never_run(workdir: Path, source: str, problem: str):
     _team(workdir, "input", source)
