@@ -167,6 +167,28 @@ def test_quote_open_at_the_end_of_the_file_loses_only_its_line(tmp_path: Path, r
     assert "the file ends inside it" in rejects[0].reason
 
 
+@pytest.mark.parametrize("reader", sorted(QUOTING))
+def test_stray_quotes_opening_many_lines_never_join_two_rows(tmp_path: Path, reader: str):
+    """Every other real row starts its text with a stray quote (a quote of the text, not CSV quoting):
+    by the lenient rule each would close at the next one and two rows would read as one record of
+    the right width. Strictly, text after a closing quote is no field end, so each is rejected alone."""
+    _, sf, text = _real(reader)
+    delim = "\t" if reader == "unsmile" else ","
+    rows = [r for r in csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=delim) if r]
+    rows = [rows[0], *[r for r in rows[1:] if not any(c in cell for cell in r for c in '"\r\n' + delim)][:20]]
+    lines = [delim.join(r) for r in rows]
+    stray = list(range(1, len(lines), 2))  # lines 2, 4, ... of the file (1-based)
+    for i in stray:
+        lines[i] = '"' + lines[i]
+    items = list(READERS[reader](_write(tmp_path, Path(sf.path).name, "\n".join(lines) + "\n")))
+    rejects = [i for i in items if isinstance(i, Reject)]
+    assert len(items) == len(lines) - 1, "rows in the file = kept + rejected"
+    assert [r.line for r in rejects] == [i + 1 for i in stray]
+    assert all("unterminated quote" in r.reason for r in rejects)
+    kept = [i for i in items if isinstance(i, Row)]
+    assert len(kept) == len(lines) - 1 - len(stray)
+
+
 def _objects(n: int = 12) -> list[dict]:
     """Real petitions (title, content, category) as JSON objects."""
     _, _, path = _files("petitions")[0]

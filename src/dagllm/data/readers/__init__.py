@@ -296,8 +296,11 @@ def records(
             src.pos, src.ran_out, rows = begin + 1, False, fresh()
             continue
         span = src.pos - begin
-        if src.ran_out or (span > 1 and width is not None and len(rec) != width):
+        malformed = span > 1 and not src.ran_out and not _well_formed(src.lines[begin:src.pos], delimiter, quoting)
+        if src.ran_out or malformed or (span > 1 and width is not None and len(rec) != width):
             why = ("the file ends inside it" if src.ran_out else
+                   f"it closes {span - 1} lines later with text after the closing quote (a quote of the "
+                   "text, not of the field)" if malformed else
                    f"it closes {span - 1} lines later with {len(rec)} fields, not {width}")
             yield begin + 1, Reject(
                 begin + 1, f"unterminated quote: a quoted field opens on this line and {why}, which would "
@@ -306,6 +309,19 @@ def records(
             continue
         if rec and (len(rec) > 1 or rec[0].strip()):  # a blank line (or one of spaces) is no record
             yield begin + 1, rec
+
+
+def _well_formed(lines: list[str], delimiter: str, quoting: int) -> bool:
+    """Whether a record of several lines is one by the format's strict rule: each closing quote is
+    followed by a delimiter or the line end. Lenient parsing (kept for one-line records, where a
+    stray quote harms no other row) would join a line that opens with a stray quote to the next line
+    that opens with one, and read two rows as one."""
+    try:
+        for _ in csv.reader(lines, delimiter=delimiter, quoting=quoting, strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def shorten(value: str, n: int = 40) -> str:
